@@ -1,0 +1,77 @@
+"""Named registries for the pluggable parts: sources, backbones, heads, metrics.
+
+Other packages extend a registry through the Python entry-point group
+``visionflow.<kind>`` (for example ``visionflow.sources``); an entry point's name
+is the name used in ``params.yaml`` and its object is what gets registered.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A name -> object map with entry-point discovery.
+
+    A duplicate name raises, and an unknown name raises listing the valid ones.
+    """
+
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()):
+        """``builtin_modules`` register this package's own entries when first needed."""
+        self.kind = kind
+        self.builtin_modules = builtin_modules
+        self.group = f"visionflow.{kind}"
+        self._items: dict[str, T] = {}
+        self._entry_points_loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            self.add(name, obj)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: T) -> None:
+        if name in self._items:
+            raise RegistryError(f"{self.kind}: {name!r} is already registered")
+        self._items[name] = obj
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for module in self.builtin_modules:
+            import_module(module)
+        for ep in entry_points(group=self.group):
+            if ep.name not in self._items:
+                self._items[ep.name] = ep.load()
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            self._load_entry_points()
+        try:
+            return self._items[name]
+        except KeyError:
+            raise RegistryError(
+                f"{name!r} is not in the {self.kind} registry; valid: {', '.join(self.names())}"
+            ) from None
+
+    def __contains__(self, name: str) -> bool:
+        self._load_entry_points()
+        return name in self._items
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
