@@ -1,0 +1,51 @@
+"""The source registry and what a source yields.
+
+A source is a class registered by name, with a pydantic ``Options`` model (its
+section under ``ingest.<name>`` in ``params.yaml``), ``categories()``, ``__len__``
+and ``samples()``. The ingest stage writes whatever a source yields into the one raw
+COCO layout. Third-party sources register through the ``visionflow.sources``
+entry-point group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from visionflow.registry import Registry
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    category: str
+    bbox_xywh: tuple[float, float, float, float] | None  # pixels; None for label-only data
+    iscrowd: int = 0
+    difficult: bool = False
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: ``image`` is an (H, W, 3) uint8 array or a path to an encoded file."""
+
+    file_name: str  # relative path inside the raw layout
+    image: np.ndarray | Path
+    objects: list[SourceObject] = field(default_factory=list)
+
+
+class Source(Protocol):
+    def categories(self) -> list[str]: ...
+
+    def __len__(self) -> int: ...
+
+    def samples(self) -> Iterator[Sample]: ...
+
+
+SOURCES: Registry[type] = Registry("sources", builtin_modules=("visionflow.data.synthetic",))
+
+
+def build_source(name: str, options: dict) -> Source:
+    cls = SOURCES.get(name)
+    return cls(cls.Options(**options))
