@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from visionflow.metrics.voc import evaluate_voc, voc_ap
+
+# Detections in score order: TP, FP, TP, FP, TP over 3 positives.
+RECALL = np.array([1, 1, 2, 2, 3]) / 3
+PRECISION = np.array([1 / 1, 1 / 2, 2 / 3, 2 / 4, 3 / 5])
+
+
+def test_all_point_ap_by_hand():
+    # Envelope: 1 on (0, 1/3], 2/3 on (1/3, 2/3], 0.6 on (2/3, 1].
+    assert voc_ap(RECALL, PRECISION) == pytest.approx((1 + 2 / 3 + 0.6) / 3)
+
+
+def test_eleven_point_ap_by_hand():
+    # t = 0, .1, .2, .3 -> 1; t = .4, .5, .6 -> 2/3; t = .7 ... 1.0 -> 0.6
+    assert voc_ap(RECALL, PRECISION, use_07_metric=True) == pytest.approx((4 * 1 + 3 * 2 / 3 + 4 * 0.6) / 11)
+
+
+def gt_and_dets():
+    gt = {
+        "images": [{"id": 1}, {"id": 2}],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10]},
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 20, 20]},
+            {"id": 4, "image_id": 2, "category_id": 1, "bbox": [100, 100, 10, 10], "difficult": 1},
+        ],
+    }
+    d = lambda img, box, s: {"image_id": img, "category_id": 1, "bbox": box, "score": s}  # noqa: E731
+    dets = [
+        d(1, [0, 0, 10, 10], 0.9),  # TP
+        d(1, [1, 1, 10, 10], 0.8),  # FP: duplicate of a matched box
+        d(2, [0, 0, 20, 19], 0.7),  # TP
+        d(2, [100, 100, 10, 10], 0.65),  # matches a difficult box: ignored
+        d(2, [300, 300, 5, 5], 0.6),  # FP: nothing there
+        d(1, [50, 50, 10, 10], 0.5),  # TP
+    ]
+    return gt, dets
+
+
+def test_evaluate_voc_matches_the_hand_computed_curve():
+    gt, dets = gt_and_dets()
+    res = evaluate_voc(gt, dets)
+    assert res.per_category["cat"] == pytest.approx(voc_ap(RECALL, PRECISION))
+    assert res.per_category["dog"] == -1.0  # no ground truth: left out of the mean
+    assert res.mAP == pytest.approx(res.per_category["cat"])
+    assert evaluate_voc(gt, dets, use_07_metric=True).mAP == pytest.approx(voc_ap(RECALL, PRECISION, True))
+
+
+def test_difficult_box_is_neither_positive_nor_counted():
+    gt, dets = gt_and_dets()
+    gt["annotations"][3]["difficult"] = 0  # now a real positive the 0.65 detection finds
+    res = evaluate_voc(gt, dets)
+    # TP FP TP TP FP TP over 4 positives
+    tp = np.array([1, 1, 2, 3, 3, 4])
+    fp = np.array([0, 1, 1, 1, 2, 2])
+    assert res.per_category["cat"] == pytest.approx(voc_ap(tp / 4, tp / (tp + fp)))
+
+
+def test_iou_threshold_is_strict():
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}]}
+    half = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 5], "score": 1.0}]  # IoU exactly 0.5
+    assert evaluate_voc(gt, half, iou_threshold=0.5).mAP == 0.0
+    assert evaluate_voc(gt, half, iou_threshold=0.49).mAP == 1.0
