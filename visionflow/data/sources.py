@@ -43,7 +43,7 @@ class Source(Protocol):
     def samples(self) -> Iterator[Sample]: ...
 
 
-SOURCES: Registry[type] = Registry("sources", builtin_modules=("visionflow.data.synthetic",))
+SOURCES: Registry[type] = Registry("sources", builtin_modules=("visionflow.data.synthetic", "visionflow.data.coco_source"))
 
 
 def build_source(name: str, options: dict) -> Source:

@@ -33,8 +33,11 @@ class SyntheticOptions(BaseModel):
     min_object_size: int = Field(14, ge=4)
     max_object_size: int = Field(64, ge=4)
     max_overlap_iou: float = Field(0.3, ge=0, le=1)
-    min_contrast: float = Field(20.0, ge=1, le=255)
-    max_contrast: float = Field(120.0, ge=1, le=255)
+    # Contrast is the distance in RGB between a shape's fill and the mean of what it covers.
+    min_contrast: float = Field(30.0, ge=1, le=255)
+    max_contrast: float = Field(150.0, ge=1, le=255)
+    noise_std: tuple[float, float] = (1.0, 5.0)  # range of the background's Gaussian noise
+    clutter_strokes: tuple[int, int] = (1, 3)  # range of the number of random lines
     seed: int = 42
 
     @model_validator(mode="after")
@@ -45,8 +48,10 @@ class SyntheticOptions(BaseModel):
             raise ValueError("min_object_size must be <= max_object_size")
         if self.max_object_size > self.image_size:
             raise ValueError("max_object_size must be <= image_size")
-        if self.min_contrast > self.max_contrast:
-            raise ValueError("min_contrast must be <= max_contrast")
+        for name in ("contrast", "noise_std", "clutter_strokes"):
+            low, high = (self.min_contrast, self.max_contrast) if name == "contrast" else getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f"{name}: the range must run from a low to a high value >= 0, got {low}..{high}")
         return self
 
 
@@ -63,21 +68,22 @@ def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, index, stream])
 
 
-def render_background(rng: np.random.Generator, size: int) -> np.ndarray:
+def render_background(rng: np.random.Generator, opts: SyntheticOptions) -> np.ndarray:
     """A linear gradient between two random colours, Gaussian noise, and clutter strokes."""
+    size = opts.image_size
     c0, c1 = rng.uniform(0, 255, size=(2, 3))
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
     t = (np.cos(angle) * xx + np.sin(angle) * yy)
     t = (t - t.min()) / max(t.max() - t.min(), 1e-9)
     img = c0 + t[..., None] * (c1 - c0)
-    img += rng.normal(0, rng.uniform(2, 10), size=img.shape)
+    img += rng.normal(0, rng.uniform(*opts.noise_std), size=img.shape)
     canvas = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    for _ in range(rng.integers(2, 7)):
+    for _ in range(rng.integers(opts.clutter_strokes[0], opts.clutter_strokes[1] + 1)):
         pts = [tuple(p) for p in rng.uniform(0, size, size=(2, 2))]
         colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
-        draw.line(pts, fill=colour, width=int(rng.integers(1, 4)))
+        draw.line(pts, fill=colour, width=int(rng.integers(1, 3)))
     return np.asarray(canvas).copy()
 
 
@@ -138,7 +144,7 @@ def _fill_colour(rng: np.random.Generator, under: np.ndarray, opts: SyntheticOpt
 def render(index: int, opts: SyntheticOptions) -> RenderedImage:
     """Render image ``index``: a pure function of ``(opts, index)``."""
     size = opts.image_size
-    background = render_background(_rng(opts.seed, index, 0), size)
+    background = render_background(_rng(opts.seed, index, 0), opts)
     rng = _rng(opts.seed, index, 1)
     image = background.copy()
     n = int(rng.integers(opts.min_objects, opts.max_objects + 1))
