@@ -1,0 +1,104 @@
+"""Offline backbone initialisation (``backbone.init: pretrain``).
+
+With no ImageNet weights to download, the backbone learns from the training split
+alone: it classifies object-centred crops, which teaches shape features in far fewer
+steps than whole images do. No validation or test image is read.
+
+From-scratch BatchNorm needs two fixes here: a momentum of 0.9 (Keras models ship
+0.99-0.999, which leaves the moving statistics unconverged after a few hundred steps),
+and a recalibration of those statistics on full-size training images, since the
+downstream models run the backbone on whole images with BatchNorm in inference mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from visionflow.data.tfrecords import parse_example, split_files
+from visionflow.models.backbones import BackboneSpec
+from visionflow.models.localizer import build_classifier
+
+# A crop's side is the object's longer side times a factor drawn log-uniformly from
+# this range, and its centre is jittered by up to CROP_JITTER of the crop's side.
+CROP_SCALE = (1.3, 2.0)
+CROP_JITTER = 0.25
+PRETRAIN_BN_MOMENTUM = 0.9
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    backbone: keras.Model
+    history: dict[str, list[float]]
+
+
+def _batchnorm_layers(model) -> list:
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _object_crops(example, crop_size: int, preprocess_input):
+    """One random square crop around each object (boxes normalised xyxy), with its label."""
+    boxes, labels = example["boxes"], example["labels"][: tf.shape(example["boxes"])[0]]
+    n = tf.shape(boxes)[0]
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    log_scale = tf.random.uniform([n], tf.math.log(CROP_SCALE[0]), tf.math.log(CROP_SCALE[1]))
+    side = tf.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * tf.exp(log_scale)
+    shift = tf.random.uniform([n, 2], -CROP_JITTER, CROP_JITTER) * side[:, None]
+    cx, cy = cx + shift[:, 0], cy + shift[:, 1]
+    crop_boxes = tf.stack([cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2], axis=1)
+    image = preprocess_input(tf.cast(example["image"], tf.float32))[None]
+    crops = tf.image.crop_and_resize(image, crop_boxes, tf.zeros([n], tf.int32), (crop_size, crop_size))
+    return tf.data.Dataset.from_tensor_slices((crops, labels))
+
+
+def crop_dataset(processed_dir: Path, crop_size: int, batch_size: int, preprocess_input, seed: int):
+    files = split_files(processed_dir, "train")
+    ds = tf.data.TFRecordDataset(files).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.filter(lambda ex: tf.shape(ex["boxes"])[0] > 0)
+    ds = ds.cache().shuffle(4096, seed=seed)  # cache the decoded images; crops are drawn anew each epoch
+    ds = ds.flat_map(lambda ex: _object_crops(ex, crop_size, preprocess_input))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def full_image_batches(processed_dir: Path, batch_size: int, preprocess_input):
+    files = split_files(processed_dir, "train")
+    ds = tf.data.TFRecordDataset(files).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda ex: preprocess_input(tf.cast(ex["image"], tf.float32)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def recalibrate_batchnorm(backbone, batches, momentum: float = PRETRAIN_BN_MOMENTUM) -> int:
+    """Re-estimate BatchNorm moving statistics from ``batches``; no weight changes."""
+    saved = [(layer, layer.momentum) for layer in _batchnorm_layers(backbone)]
+    for layer, _ in saved:
+        layer.momentum = momentum
+    steps = 0
+    for x in batches:
+        backbone(x, training=True)
+        steps += 1
+    for layer, m in saved:
+        layer.momentum = m
+    return steps
+
+
+def pretrain_backbone(spec: BackboneSpec, processed_dir: Path, image_size: int, num_classes: int,
+                      width: float, epochs: int, batch_size: int, learning_rate: float, seed: int,
+                      callbacks: list | None = None) -> PretrainResult:
+    """Train ``spec`` from scratch on training-split object crops; return it sized for ``image_size``."""
+    keras.utils.set_random_seed(seed)
+    crop_size = max(spec.min_size, image_size // 2)
+    classifier, crop_backbone = build_classifier(spec, crop_size, num_classes, width)
+    for layer in _batchnorm_layers(crop_backbone):
+        layer.momentum = PRETRAIN_BN_MOMENTUM
+    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                       metrics=["accuracy"])
+    data = crop_dataset(processed_dir, crop_size, batch_size, spec.preprocess_input, seed)
+    history = classifier.fit(data, epochs=epochs, verbose=2, callbacks=callbacks or [])
+    # Convolution weights do not depend on the input size: move them to a full-size backbone.
+    backbone = spec.build(image_size, weights=None, width=width)
+    backbone.set_weights(crop_backbone.get_weights())
+    recalibrate_batchnorm(backbone, full_image_batches(processed_dir, batch_size, spec.preprocess_input))
+    return PretrainResult(backbone, {k: [float(v) for v in vals] for k, vals in history.history.items()})
