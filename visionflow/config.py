@@ -93,13 +93,22 @@ class TrainLocalizerConfig(Section):
     frozen: PhaseConfig = PhaseConfig(epochs=3, learning_rate=0.2)
     finetune: PhaseConfig = PhaseConfig(epochs=8, learning_rate=0.01)
     loss_weights: LossWeights = LossWeights()
+    class_pooling: Literal["avg", "max"] = "avg"
     box_pooling: Literal["avg", "flatten"] = "flatten"
     seed: int = 42
+
+
+class NmsConfig(Section):
+    """Per-class non-max suppression of predictions before they are scored."""
+
+    iou_threshold: float = Field(0.6, gt=0, le=1)
+    score_threshold: float = Field(0.001, ge=0, lt=1)
 
 
 class EvaluateConfig(Section):
     batch_size: int = Field(64, ge=1)
     iou_thresholds: tuple[float, ...] = (0.5, 0.75)
+    nms: NmsConfig = NmsConfig()
 
 
 class Config(Section):

@@ -370,3 +370,18 @@ def evaluate_coco(ground_truth, detections, params: Params = Params()) -> CocoEv
     dt = load_detections(detections, gt)
     acc = accumulate(match(gt, dt, params), params)
     return CocoEvaluation(summarize(acc, params), per_category_ap(acc, gt), acc)
+
+
+def pr_curves(evaluation: CocoEvaluation, gt_names: list[str], iou: float = 0.5,
+              params: Params = Params()) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per category: (recall thresholds, interpolated precision) at one IoU threshold, area all, 100 dets.
+
+    Categories without ground truth (precision -1) are left out.
+    """
+    t = int(np.flatnonzero(np.isclose(params.iou_thresholds, iou))[0])
+    curves = {}
+    for k, name in enumerate(gt_names):
+        precision = evaluation.accumulated.precision[t, :, k, 0, -1]
+        if np.all(precision > -1):
+            curves[name] = (params.recall_thresholds.copy(), precision.copy())
+    return curves

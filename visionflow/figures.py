@@ -1,0 +1,48 @@
+"""Figures for reports: PR curves and images with boxes. Matplotlib and PIL, no tracking."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+TRUE_COLOUR = (40, 220, 40)
+PRED_COLOUR = (250, 40, 40)
+
+
+def pr_curve_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, (recall, precision) in curves.items():
+        ax.plot(recall, precision, label=f"{name} (AP {precision.mean():.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def draw_boxes(image: np.ndarray, true_xyxy: list, pred_xyxy: list, labels: list[str]) -> Image.Image:
+    """The image with true boxes (green) and predicted boxes (red, labelled), pixels xyxy."""
+    canvas = Image.fromarray(image).convert("RGB")
+    scale = max(1, 256 // max(canvas.size))
+    canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(canvas)
+    for box in true_xyxy:
+        draw.rectangle([v * scale for v in box], outline=TRUE_COLOUR, width=2)
+    for box, label in zip(pred_xyxy, labels):
+        draw.rectangle([v * scale for v in box], outline=PRED_COLOUR, width=2)
+        draw.text((box[0] * scale + 2, box[1] * scale + 1), label, fill=PRED_COLOUR)
+    return canvas
+
+
+def image_grid(images: list[Image.Image], columns: int = 4) -> Image.Image:
+    w, h = images[0].size
+    rows = -(-len(images) // columns)
+    grid = Image.new("RGB", (w * columns, h * rows), (255, 255, 255))
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % columns) * w, (i // columns) * h))
+    return grid

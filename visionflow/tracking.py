@@ -1,0 +1,125 @@
+"""Everything MLflow: where runs go, the pipeline's parent run, and one child run per stage.
+
+The tracking URI comes from ``MLFLOW_TRACKING_URI``; without it, runs go to
+``mlflow.db`` (SQLite) with artifacts in ``mlartifacts/``, both in the project root.
+A pipeline run exports its run id in ``VISIONFLOW_PARENT_RUN_ID`` so the stages DVC
+starts attach as its children; a stage started alone by ``dvc repro`` gets a run of
+its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+
+PARENT_RUN_ENV = "VISIONFLOW_PARENT_RUN_ID"
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(root) / DB_FILE).resolve()}"
+
+
+def _experiment_id(name: str, root: Path) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        location = (Path(root) / ARTIFACTS_DIR).resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def git_commit(root: Path) -> str:
+    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def flatten_params(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"a.b": value}, the way MLflow shows params."""
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@contextmanager
+def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[str, str] | None = None,
+              root: Path = Path(".")) -> Iterator[mlflow.ActiveRun]:
+    """A run for one stage: a child of the pipeline run when there is one."""
+    mlflow.set_tracking_uri(tracking_uri(root))
+    run_tags = {"visionflow.stage": stage, "git.commit": git_commit(root), **(tags or {})}
+    with mlflow.start_run(experiment_id=_experiment_id(experiment, root), run_name=stage,
+                          parent_run_id=os.environ.get(PARENT_RUN_ENV) or None, tags=run_tags) as run:
+        mlflow.log_params(flatten_params(params))
+        yield run
+
+
+@contextmanager
+def pipeline_run(experiment: str, root: Path = Path("."), run_name: str = "pipeline") -> Iterator[mlflow.ActiveRun]:
+    """The parent run; stages started inside the block (as subprocesses) become its children."""
+    mlflow.set_tracking_uri(tracking_uri(root))
+    tags = {"visionflow.stage": "pipeline", "git.commit": git_commit(root)}
+    previous = os.environ.get(PARENT_RUN_ENV)
+    with mlflow.start_run(experiment_id=_experiment_id(experiment, root), run_name=run_name, tags=tags) as run:
+        os.environ[PARENT_RUN_ENV] = run.info.run_id
+        try:
+            yield run
+        finally:
+            if previous is None:
+                os.environ.pop(PARENT_RUN_ENV, None)
+            else:
+                os.environ[PARENT_RUN_ENV] = previous
+
+
+def child_runs(parent_run_id: str, experiment: str) -> list:
+    exp = mlflow.get_experiment_by_name(experiment)
+    return mlflow.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              output_format="list")
+
+
+def keras_callback(phase: str):
+    """MLflow's Keras callback, made fit for several ``fit`` calls in one run.
+
+    Per-epoch metrics use the Keras epoch as step, so a phase started with
+    ``initial_epoch`` continues the curve. The optimizer's params are prefixed with the
+    phase (MLflow refuses to change a param), and the stock ``on_test_end`` logging,
+    which repeats step 0, is dropped: validation metrics already come per epoch.
+    """
+    import mlflow.keras
+
+    class PhaseCallback(mlflow.keras.MlflowCallback):
+        def on_train_begin(self, logs=None):
+            config = self.model.optimizer.get_config()
+            keep = ("name", "learning_rate", "momentum", "clipnorm", "beta_1", "beta_2")
+            mlflow.log_params({f"{phase}.optimizer.{k}": config[k] for k in keep if k in config})
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs:
+                mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
+
+        def on_test_end(self, logs=None):
+            pass
+
+    return PhaseCallback()
+
+
+def log_keras_model(model, sample_inputs, name: str = "model", registered_model_name: str | None = None):
+    """Log ``model`` in the Keras flavour with a signature inferred from a real batch."""
+    import mlflow.keras
+    from mlflow.models import infer_signature
+
+    outputs = model.predict(sample_inputs, verbose=0)
+    signature = infer_signature(sample_inputs, {k: v for k, v in outputs.items()})
+    return mlflow.keras.log_model(model, name=name, signature=signature,
+                                  registered_model_name=registered_model_name)
