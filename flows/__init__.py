@@ -1,0 +1,1 @@
+"""Prefect flows: they order and route the DVC stages, nothing more."""
