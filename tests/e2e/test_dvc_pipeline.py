@@ -1,0 +1,169 @@
+"""The whole pipeline under ``dvc repro`` in a fresh git + DVC repo, on a tiny config."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from tests.project import make_project, run
+
+pytestmark = pytest.mark.e2e
+
+STAGES = ["ingest", "split", "preprocess", "backbone", "train_localizer", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("dvc_project"))
+    first = run(["dvc", "repro"], root)
+    return root, first.stdout + first.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(project):
+    root, _ = project
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("visionflow")
+    found = mlflow.search_runs([exp.experiment_id], output_format="list")
+    return {r.data.tags["visionflow.stage"]: r for r in found}
+
+
+def test_every_stage_ran_and_wrote_its_outputs(project):
+    root, output = project
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in output
+    coco = json.loads((root / "data/raw/annotations.json").read_text())
+    assert len(coco["images"]) == 80 and len(coco["annotations"]) == 80
+    assert all((root / "data/raw" / img["file_name"]).is_file() for img in coco["images"])
+    manifests = {s: json.loads((root / f"data/split/{s}.json").read_text())["image_ids"] for s in ("train", "valid", "test")}
+    assert sorted(sum(manifests.values(), [])) == sorted(img["id"] for img in coco["images"])
+    assert len(manifests["train"]) == 60
+    assert list((root / "data/processed").glob("train-*.tfrecord"))
+    assert (root / "models/backbone.weights.h5").stat().st_size > 0
+    assert (root / "models/localizer.keras").stat().st_size > 0
+    metrics = json.loads((root / "metrics/localizer.json").read_text())
+    assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["mean_iou"] <= 1
+    assert metrics["num_examples"] == len(manifests["test"])
+    history = (root / "plots/localizer_history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,") and len(history) == 1 + 2  # one epoch per phase
+
+
+def test_evaluation_writes_coco_metrics_pr_curves_and_predictions(project):
+    root, _ = project
+    metrics = json.loads((root / "metrics/localizer.json").read_text())
+    for key in ("coco_AP", "coco_AP50", "coco_AR100", "share_iou_ge_0.5", "share_iou_ge_0.75", "per_class_AP50"):
+        assert key in metrics
+    predictions = json.loads((root / "reports/localizer_test_predictions.json").read_text())
+    assert len(predictions) == metrics["num_examples"]  # one box per test image survives NMS
+    assert set(predictions[0]) == {"image_id", "category_id", "bbox", "score"}
+    curves = sorted(p.stem for p in (root / "plots/pr").glob("*.csv"))
+    assert curves and set(curves) <= {"circle", "square", "triangle", "diamond", "star"}
+    first = (root / "plots/pr" / f"{curves[0]}.csv").read_text().splitlines()
+    assert first[0] == "recall,precision" and len(first) == 1 + 101
+
+
+def test_dvc_metrics_and_plots_render(project, tmp_path):
+    root, _ = project
+    shown = run(["dvc", "metrics", "show", "--json"], root).stdout
+    assert "mean_iou" in shown and "coco_AP50" in shown
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], root)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "precision" in html and "Localizer training loss" in html
+
+
+def test_dvc_lock_records_every_stage(project):
+    root, _ = project
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
+    assert lock["stages"]["train_localizer"]["params"]["params.yaml"]["train_localizer"]["frozen"]["epochs"] == 1
+
+
+def test_each_stage_logged_a_run_tagged_with_commit_and_lock_hashes(project, runs):
+    root, _ = project
+    commit = run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert set(runs) == set(STAGES)
+    for stage, r in runs.items():
+        assert r.data.tags["git.commit"] == commit
+        assert "mlflow.parentRunId" not in r.data.tags  # run alone by dvc repro: no parent
+        recorded = {d["path"]: d["md5"] for d in lock["stages"][stage]["deps"]}
+        tagged = {k.removeprefix("dvc.dep."): v for k, v in r.data.tags.items() if k.startswith("dvc.dep.")}
+        assert tagged == recorded, stage
+        assert len(r.data.tags["dvc.inputs_hash"]) == 32
+
+
+def test_training_metrics_continue_across_both_phases(runs):
+    client = mlflow.MlflowClient()
+    train = runs["train_localizer"]
+    steps = [m.step for m in client.get_metric_history(train.info.run_id, "loss")]
+    assert steps == [0, 1]
+    params = train.data.params
+    assert params["frozen.optimizer.learning_rate"] != params["finetune.optimizer.learning_rate"]
+    assert params["train_localizer.loss_weights.class"] == "0.8"
+    test = runs["evaluate"].data.metrics
+    assert {"test_accuracy", "test_mean_iou", "test_share_iou_ge_0.5"} <= set(test)
+
+
+def test_logged_model_loads_and_predicts_named_outputs(project, runs):
+    root, _ = project
+    run_id = runs["train_localizer"].info.run_id
+    model_uri = f"runs:/{run_id}/model"
+    info = mlflow.models.get_model_info(model_uri)
+    outputs = {spec.name for spec in info.signature.outputs.inputs}
+    assert outputs == {"class", "box"}
+    model = mlflow.keras.load_model(model_uri)
+    pred = model.predict(np.zeros((3, 64, 64, 3), np.float32), verbose=0)
+    assert pred["class"].shape == (3, 5) and pred["box"].shape == (3, 4)
+    np.testing.assert_allclose(pred["class"].sum(axis=1), 1, rtol=1e-5)
+
+
+def test_evaluation_figures_and_predictions_are_mlflow_artifacts(runs):
+    client = mlflow.MlflowClient()
+    run_id = runs["evaluate"].info.run_id
+    figures = {a.path for a in client.list_artifacts(run_id, "figures")}
+    assert figures == {"figures/pr_curves.png", "figures/test_predictions.png"}
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="figures/test_predictions.png")
+    from PIL import Image
+
+    assert Image.open(local).size[0] >= 256
+    preds = mlflow.artifacts.load_dict(f"runs:/{run_id}/predictions/localizer_test_coco_results.json")
+    assert isinstance(preds, list) and preds
+
+
+def test_second_repro_runs_nothing(project, runs):
+    root, _ = project
+    again = run(["dvc", "repro"], root)
+    out = again.stdout + again.stderr
+    assert "Running stage" not in out
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in out
+    exp = mlflow.get_experiment_by_name("visionflow")
+    assert len(mlflow.search_runs([exp.experiment_id], output_format="list")) == len(STAGES)
+
+
+def test_a_failing_stage_keeps_the_previous_outputs_and_lock(project, runs):
+    """Runs last: breaks the source, checks nothing was lost, then restores the params."""
+    root, _ = project
+    params_file = root / "params.yaml"
+    original = params_file.read_text()
+    raw_before = (root / "data/raw/annotations.json").read_bytes()
+    lock_before = (root / "dvc.lock").read_text()
+    bad = root.parent / "bad_coco"
+    bad.mkdir()
+    (bad / "annotations.json").write_text('{"images": [], "annotations": 3}')
+    params = yaml.safe_load(original)
+    params["ingest"].update(source="coco", coco={"path": str(bad)})
+    params_file.write_text(yaml.safe_dump(params))
+    try:
+        failed = run(["dvc", "repro", "ingest"], root, check=False)
+        assert failed.returncode != 0
+        errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "bad_coco/annotations.json: not a COCO annotations file" in errors[0]
+        assert (root / "data/raw/annotations.json").read_bytes() == raw_before
+        assert (root / "dvc.lock").read_text() == lock_before
+        assert (bad / "annotations.json").read_text() == '{"images": [], "annotations": 3}'  # source untouched
+    finally:
+        params_file.write_text(original)
+    assert "didn't change" in run(["dvc", "repro", "ingest"], root).stdout
