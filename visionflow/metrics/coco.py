@@ -127,12 +127,31 @@ def load_ground_truth(source) -> GroundTruth:
 
 
 def load_detections(source, gt: GroundTruth) -> Detections:
-    """Detections in the COCO results format: ``image_id``, ``category_id``, ``bbox``, ``score``."""
+    """Detections in the COCO results format: ``image_id``, ``category_id``, ``bbox``, ``score``.
+
+    Parsed column-wise in one pass; only when a column is malformed does a record-by-record
+    pass run, to name the first bad record.
+    """
     data, name = _load_json(source, "detections")
     if not isinstance(data, list):
         raise CocoFormatError(f"{name}: detections must be a list of results")
+    try:
+        img = np.array([d["image_id"] for d in data], dtype=np.int64)
+        cat = np.array([d["category_id"] for d in data], dtype=np.int64)
+        boxes = np.array([d["bbox"] for d in data], dtype=np.float64).reshape(len(data), 4)
+        scores = np.array([d["score"] for d in data], dtype=np.float64)
+    except (KeyError, TypeError, ValueError, IndexError):
+        _raise_first_bad_detection(data, name, gt)
+        raise  # unreachable: the record-by-record pass always finds the culprit
+    bad = (~np.isin(img, gt.image_ids) | ~np.isin(cat, gt.category_ids) | ~np.isfinite(boxes).all(1)
+           | (boxes[:, 2] < 0) | (boxes[:, 3] < 0) | np.isnan(scores))
+    if bad.any():
+        _raise_first_bad_detection(data, name, gt)
+    return Detections(img, cat, boxes, scores)
+
+
+def _raise_first_bad_detection(data: list, name: str, gt: GroundTruth) -> None:
     images, cats = set(gt.image_ids.tolist()), set(gt.category_names)
-    img, cat, boxes, scores = [], [], [], []
     for i, det in enumerate(data):
         where = f"{name}: detection [{i}]"
         if not isinstance(det, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(det):
@@ -141,18 +160,13 @@ def load_detections(source, gt: GroundTruth) -> Detections:
             raise CocoFormatError(f"{where}: image_id {det['image_id']!r} is not in the ground truth")
         if det["category_id"] not in cats:
             raise CocoFormatError(f"{where}: category_id {det['category_id']!r} is not in the ground truth")
+        _check_bbox(det["bbox"], where)
         try:
             score = float(det["score"])
         except (TypeError, ValueError):
             raise CocoFormatError(f"{where}: score must be a number, got {det['score']!r}") from None
         if math.isnan(score):
             raise CocoFormatError(f"{where}: score is NaN")
-        boxes.append(_check_bbox(det["bbox"], where))
-        img.append(det["image_id"])
-        cat.append(det["category_id"])
-        scores.append(score)
-    return Detections(np.array(img, dtype=np.int64), np.array(cat, dtype=np.int64),
-                      np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(scores, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------- IoU
