@@ -23,7 +23,8 @@ def initial_backbone(cfg: Config, image_size: int, num_classes: int):
     if bcfg.init == "pretrain":
         p = bcfg.pretrain
         result = pretrain_backbone(spec, PROCESSED_DIR, image_size, num_classes, bcfg.width, p.epochs,
-                                   p.batch_size, p.learning_rate, cfg.split.seed, [keras_callback("pretrain")])
+                                   p.batch_size, p.learning_rate, p.crop_size, cfg.split.seed,
+                                   [keras_callback("pretrain")])
         return result.backbone, {"pretrain_accuracy": result.history["accuracy"][-1],
                                  "pretrain_loss": result.history["loss"][-1]}
     if bcfg.init in ("imagenet", "none"):

@@ -45,7 +45,8 @@ def run(cfg: Config) -> None:
     spec = BACKBONES.get(cfg.backbone.name)
     keras.utils.set_random_seed(tcfg.seed)
     model, backbone = build_localizer(spec, meta["image_size"], len(meta["classes"]), cfg.backbone.width,
-                                      str(BACKBONE_WEIGHTS), tcfg.class_pooling, tcfg.box_pooling)
+                                      str(BACKBONE_WEIGHTS), tcfg.class_pooling, tcfg.box_pooling,
+                                      tcfg.box_feature_stride)
     train = localizer_dataset(PROCESSED_DIR, "train", tcfg.batch_size, spec.preprocess_input, True, tcfg.seed)
     valid = (localizer_dataset(PROCESSED_DIR, "valid", tcfg.batch_size, spec.preprocess_input, False)
              if meta["num_examples"]["valid"] else None)

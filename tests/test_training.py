@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from visionflow.config import TrainLocalizerConfig
 from visionflow.models.backbones import BackboneSpec
-from visionflow.models.localizer import build_localizer, compile_localizer, inference_model, sqrt_cxcywh_iou
+from visionflow.models.localizer import (build_localizer, compile_localizer, inference_model, make_optimizer,
+                                         sqrt_cxcywh_iou)
 from visionflow.training import train_two_phase
 
 SIZE = 32
@@ -21,11 +22,12 @@ def tiny_backbone(input_shape, include_top=False, weights=None):
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stride4")(x)
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(x)
     return keras.Model(inputs, x, name="tiny")
 
 
-SPEC = BackboneSpec("tests.test_training:tiny_backbone", "keras.applications.mobilenet_v2")
+SPEC = BackboneSpec("tests.test_training:tiny_backbone", "keras.applications.mobilenet_v2", "stride4")
 
 
 def data(n=64, seed=0):
@@ -113,7 +115,7 @@ def test_localizer_outputs_are_named_and_model_round_trips(tmp_path):
     model, _ = build_localizer(SPEC, SIZE, 3)
     out = model.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
     assert set(out) == {"class", "box"} and out["class"].shape == (2, 3) and out["box"].shape == (2, 4)
-    compile_localizer(model, 0.01, 0.9, 0.8, 0.2)
+    compile_localizer(model, make_optimizer("sgd", 0.01), 0.8, 0.2)
     path, compiled_path = tmp_path / "m.keras", tmp_path / "compiled.keras"
     inference_model(model).save(path)
     model.save(compiled_path)
@@ -128,3 +130,20 @@ def test_localizer_outputs_are_named_and_model_round_trips(tmp_path):
     assert "BoxIoU" in load_in_plain_keras(compiled_path).stderr  # the training model would not load
     np.testing.assert_allclose(again.predict(np.ones((1, SIZE, SIZE, 3), "float32"), verbose=0)["box"],
                                model.predict(np.ones((1, SIZE, SIZE, 3), "float32"), verbose=0)["box"], rtol=1e-5)
+
+
+def test_box_head_reads_the_finer_feature_map_when_asked():
+    coarse, _ = build_localizer(SPEC, SIZE, 3)
+    fine, _ = build_localizer(SPEC, SIZE, 3, box_feature_stride=16)
+    assert coarse.get_layer("box_conv").input.shape[1:3] == (4, 4)
+    assert fine.get_layer("box_conv").input.shape[1:3] == (8, 8)  # the tiny backbone's "stride16_layer"
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "xception", "resnet50", "resnet50_v2", "efficientnet_b0"])
+def test_every_backbone_names_a_real_stride16_layer(name):
+    from visionflow.models.backbones import BACKBONES
+
+    spec = BACKBONES.get(name)
+    backbone = spec.build(128)
+    assert backbone.get_layer(spec.stride16_layer).output.shape[1:3] == (8, 8)
+    assert backbone.output.shape[1:3] == (4, 4)

@@ -66,6 +66,7 @@ class PretrainConfig(Section):
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(0.001, gt=0)
+    crop_size: int = Field(48, ge=16, le=1024)  # object crops are resized to this (at least the backbone's minimum)
 
 
 class BackboneConfig(Section):
@@ -78,8 +79,9 @@ class BackboneConfig(Section):
 
 class PhaseConfig(Section):
     epochs: int = Field(..., ge=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
     learning_rate: float = Field(..., gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
 
 
 class LossWeights(Section):
@@ -95,6 +97,7 @@ class TrainLocalizerConfig(Section):
     loss_weights: LossWeights = LossWeights()
     class_pooling: Literal["avg", "max"] = "avg"
     box_pooling: Literal["avg", "flatten"] = "flatten"
+    box_feature_stride: Literal[16, 32] = 32
     seed: int = 42
 
 

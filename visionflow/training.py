@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from visionflow.config import PhaseConfig, TrainLocalizerConfig
-from visionflow.models.localizer import compile_localizer, set_backbone_trainable
+from visionflow.models.localizer import compile_localizer, make_optimizer, set_backbone_trainable
 
 STATE_FILE = "state.json"
 
@@ -70,8 +70,8 @@ def train_two_phase(model, backbone, train_ds, valid_ds, cfg: TrainLocalizerConf
     epoch = 0
     for phase in phases(cfg):
         set_backbone_trainable(backbone, phase.backbone_trainable)
-        compile_localizer(model, phase.config.learning_rate, phase.config.momentum,
-                          cfg.loss_weights.class_, cfg.loss_weights.box)
+        optimizer = make_optimizer(phase.config.optimizer, phase.config.learning_rate, phase.config.momentum)
+        compile_localizer(model, optimizer, cfg.loss_weights.class_, cfg.loss_weights.box)
         end = epoch + phase.config.epochs
         if state.done(phase.name):
             model.load_weights(state.weights_path(phase.name))

@@ -20,6 +20,7 @@ class BackboneSpec:
 
     constructor: str
     preprocess_module: str  # a module whose ``preprocess_input`` this backbone expects
+    stride16_layer: str  # the last layer at 1/16 of the input resolution, for finer heads
     min_size: int = 32
     takes_width: bool = False  # whether ``alpha`` (width multiplier) is accepted
 
@@ -43,10 +44,13 @@ class BackboneSpec:
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbones")
 
-BACKBONES.add("xception", BackboneSpec("keras.applications:Xception", "keras.applications.xception", min_size=71))
-BACKBONES.add("resnet50", BackboneSpec("keras.applications:ResNet50", "keras.applications.resnet50"))
-BACKBONES.add("resnet50_v2", BackboneSpec("keras.applications:ResNet50V2", "keras.applications.resnet_v2"))
+BACKBONES.add("xception", BackboneSpec("keras.applications:Xception", "keras.applications.xception",
+                                       "block13_sepconv2_bn", min_size=71))
+BACKBONES.add("resnet50", BackboneSpec("keras.applications:ResNet50", "keras.applications.resnet50",
+                                       "conv4_block6_out"))
+BACKBONES.add("resnet50_v2", BackboneSpec("keras.applications:ResNet50V2", "keras.applications.resnet_v2",
+                                          "conv4_block5_out"))
 BACKBONES.add("mobilenet_v2", BackboneSpec("keras.applications:MobileNetV2", "keras.applications.mobilenet_v2",
-                                           takes_width=True))
-BACKBONES.add("efficientnet_b0", BackboneSpec("keras.applications:EfficientNetB0",
-                                              "keras.applications.efficientnet"))
+                                           "block_13_expand_relu", takes_width=True))
+BACKBONES.add("efficientnet_b0", BackboneSpec("keras.applications:EfficientNetB0", "keras.applications.efficientnet",
+                                              "block6a_expand_activation"))

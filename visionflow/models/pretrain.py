@@ -85,11 +85,11 @@ def recalibrate_batchnorm(backbone, batches, momentum: float = PRETRAIN_BN_MOMEN
 
 
 def pretrain_backbone(spec: BackboneSpec, processed_dir: Path, image_size: int, num_classes: int,
-                      width: float, epochs: int, batch_size: int, learning_rate: float, seed: int,
+                      width: float, epochs: int, batch_size: int, learning_rate: float, crop_size: int, seed: int,
                       callbacks: list | None = None) -> PretrainResult:
     """Train ``spec`` from scratch on training-split object crops; return it sized for ``image_size``."""
     keras.utils.set_random_seed(seed)
-    crop_size = max(spec.min_size, image_size // 2)
+    crop_size = max(spec.min_size, crop_size)
     classifier, crop_backbone = build_classifier(spec, crop_size, num_classes, width)
     for layer in _batchnorm_layers(crop_backbone):
         layer.momentum = PRETRAIN_BN_MOMENTUM
