@@ -60,7 +60,7 @@ def write_raw_dataset(source: Source, out_dir: Path, progress: bool = True) -> d
     cat_ids = {name: i + 1 for i, name in enumerate(names)}
     images, annotations = [], []
     with atomic_dir(Path(out_dir)) as tmp:
-        samples = tqdm(source.samples(), total=len(source), desc="ingest", unit="img", disable=not progress)
+        samples = tqdm(source.samples(), total=len(source) or None, desc="ingest", unit="img", disable=not progress)
         for image_id, sample in enumerate(samples, start=1):
             width, height = _save_image(sample, tmp / sample.file_name)
             images.append({"id": image_id, "file_name": sample.file_name, "width": width, "height": height})

@@ -43,7 +43,9 @@ class Source(Protocol):
     def samples(self) -> Iterator[Sample]: ...
 
 
-SOURCES: Registry[type] = Registry("sources", builtin_modules=("visionflow.data.synthetic", "visionflow.data.coco_source"))
+SOURCES: Registry[type] = Registry("sources", builtin_modules=(
+    "visionflow.data.synthetic", "visionflow.data.coco_source", "visionflow.data.voc_source",
+    "visionflow.data.image_folder", "visionflow.data.tfds_source"))
 
 
 def build_source(name: str, options: dict) -> Source:
