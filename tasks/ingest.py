@@ -13,8 +13,11 @@ from visionflow.tracking import stage_run
 def run(cfg: Config) -> None:
     source = build_source(cfg.ingest.source, cfg.ingest.source_options())
     with stage_run("ingest", cfg.tracking.experiment, {"ingest": cfg.ingest.model_dump()}, dvc_tags("ingest")):
-        stats = write_raw_dataset(source, RAW_DIR)
-        mlflow.log_metrics(stats)
+        report = write_raw_dataset(source, RAW_DIR, on_error=cfg.ingest.on_error)
+        print(report.summary())
+        mlflow.log_metrics({"num_records": report.num_records, "num_images": report.num_written,
+                            **{f"problems_{kind}": n for kind, n in report.counts().items()}})
+        mlflow.log_artifact(str(RAW_DIR / "validation.json"))
 
 
 if __name__ == "__main__":

@@ -172,5 +172,5 @@ def test_a_plugin_source_registers_through_an_entry_point(tmp_path):
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "'num_images': 3" in proc.stdout
+    assert "num_written=3" in proc.stdout
     assert len(load_raw_dataset(tmp_path / "raw").images) == 3

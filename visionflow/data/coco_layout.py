@@ -19,6 +19,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from visionflow.data.sources import Sample, Source
+from visionflow.data.validation import Problem, ValidationReport, check_sample
+from visionflow.errors import DataError
 
 ANNOTATIONS_FILE = "annotations.json"
 
@@ -43,28 +45,68 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _save_image(sample: Sample, dest: Path) -> tuple[int, int]:
+def _save_image(original: Sample, checked: Sample, converted: bool, dest: Path) -> tuple[int, int]:
+    """Copy the source file when it needed no change, else encode the checked pixels."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(sample.image, np.ndarray):
-        Image.fromarray(sample.image).save(dest, format="JPEG", quality=95)
-        h, w = sample.image.shape[:2]
-        return w, h
-    shutil.copyfile(sample.image, dest)  # copy, never move: the source stays as it was
-    with Image.open(dest) as im:
-        return im.size
+    height, width = checked.image.shape[:2]
+    if isinstance(original.image, Path) and not converted and original.image.suffix.lower() == dest.suffix.lower():
+        shutil.copyfile(original.image, dest)  # copy, never move: the source stays as it was
+    else:
+        fmt = "PNG" if dest.suffix.lower() == ".png" else "JPEG"
+        Image.fromarray(checked.image).save(dest, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return width, height
 
 
-def write_raw_dataset(source: Source, out_dir: Path, progress: bool = True) -> dict:
-    """Write ``source`` to ``out_dir`` in the raw COCO layout; returns summary counts."""
+def validate_source(source: Source, progress: bool = True) -> tuple[ValidationReport, set[int]]:
+    """Check every record; returns the report and the positions of the bad records."""
+    categories = set(source.categories())
+    report, bad, seen = ValidationReport(), set(), set()
+    samples = tqdm(source.samples(), total=len(source) or None, desc="validate", unit="img", disable=not progress)
+    for position, sample in enumerate(samples):
+        report.num_records += 1
+        if sample.file_name in seen:
+            report.problems.append(Problem("duplicate_file_name", sample.file_name, "a second record has this name"))
+            bad.add(position)
+            continue
+        seen.add(sample.file_name)
+        checked, problems = check_sample(sample, categories)
+        report.problems += problems
+        if checked is None:
+            bad.add(position)
+    report.problems += [Problem(kind, record, detail) for kind, record, detail in getattr(source, "notes", lambda: [])()]
+    return report, bad
+
+
+def write_raw_dataset(source: Source, out_dir: Path, on_error: str = "fail", progress: bool = True) -> ValidationReport:
+    """Validate ``source``, then write it to ``out_dir`` in the raw COCO layout.
+
+    Nothing is written when the dataset is empty, or when a record is bad and
+    ``on_error`` is ``"fail"``; with ``"skip"`` bad records are left out and listed in
+    ``validation.json`` beside ``annotations.json``.
+    """
+    report, bad = validate_source(source, progress)
+    if report.num_records == 0:
+        raise DataError(f"{type(source).__name__}: the dataset is empty")
+    if report.bad() and on_error == "fail":
+        first = report.bad()[0]
+        raise DataError(f"{len(report.bad())} problems in {report.num_records} records (first: {first.kind}: {first.record}: "
+                        f"{first.detail}); fix them, or set ingest.on_error: skip to leave them out")
+    if len(bad) == report.num_records:
+        raise DataError(f"{type(source).__name__}: every one of {report.num_records} records is bad")
     names = source.categories()
     cat_ids = {name: i + 1 for i, name in enumerate(names)}
     images, annotations = [], []
     with atomic_dir(Path(out_dir)) as tmp:
         samples = tqdm(source.samples(), total=len(source) or None, desc="ingest", unit="img", disable=not progress)
-        for image_id, sample in enumerate(samples, start=1):
-            width, height = _save_image(sample, tmp / sample.file_name)
+        for position, sample in enumerate(samples):
+            if position in bad:
+                continue
+            checked, problems = check_sample(sample, set(names))
+            converted = any(p.kind == "image_converted_to_rgb" for p in problems)
+            image_id = len(images) + 1
+            width, height = _save_image(sample, checked, converted, tmp / sample.file_name)
             images.append({"id": image_id, "file_name": sample.file_name, "width": width, "height": height})
-            for obj in sample.objects:
+            for obj in checked.objects:
                 ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": cat_ids[obj.category],
                        "iscrowd": obj.iscrowd}
                 if obj.bbox_xywh is not None:
@@ -76,7 +118,9 @@ def write_raw_dataset(source: Source, out_dir: Path, progress: bool = True) -> d
         coco = {"images": images, "annotations": annotations,
                 "categories": [{"id": i, "name": n} for n, i in cat_ids.items()]}
         (tmp / ANNOTATIONS_FILE).write_text(json.dumps(coco))
-    return {"num_images": len(images), "num_annotations": len(annotations), "num_categories": len(names)}
+        report.num_written = len(images)
+        report.write(tmp)
+    return report
 
 
 @dataclass(frozen=True)

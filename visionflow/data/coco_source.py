@@ -11,6 +11,7 @@ from typing import Iterator
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from visionflow.data.image_folder import IMAGE_SUFFIXES
 from visionflow.data.sources import SOURCES, Sample, SourceObject
 from visionflow.errors import DataError
 
@@ -58,9 +59,38 @@ class CocoFolder:
     def samples(self) -> Iterator[Sample]:
         by_image: dict[int, list[dict]] = {}
         for ann in self.coco["annotations"]:
-            by_image.setdefault(ann["image_id"], []).append(ann)
+            by_image.setdefault(ann.get("image_id"), []).append(ann)
         images_dir = self.options.path / self.options.images_dir
+        seen_ids: set = set()
         for img in self.coco["images"]:
-            objects = [SourceObject(self._categories[a["category_id"]], tuple(a["bbox"]), int(a.get("iscrowd", 0)))
-                       for a in by_image.get(img["id"], [])]
-            yield Sample(f"images/{img['file_name']}", images_dir / img["file_name"], objects)
+            problems = []
+            if img.get("id") in seen_ids:
+                problems.append(("duplicate_image_id", f"image id {img.get('id')!r} appears twice in {self.file}"))
+            seen_ids.add(img.get("id"))
+            objects = []
+            for a in by_image.get(img.get("id"), []):
+                if a.get("category_id") not in self._categories:
+                    problems.append(("unknown_category", f"annotation {a.get('id')!r}: category_id {a.get('category_id')!r}"))
+                    continue
+                bbox = a.get("bbox")
+                if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4):
+                    problems.append(("box_malformed", f"annotation {a.get('id')!r}: bbox {bbox!r}"))
+                    continue
+                objects.append(SourceObject(self._categories[a["category_id"]],
+                                            None if bbox is None else tuple(float(v) for v in bbox),
+                                            int(a.get("iscrowd", 0))))
+            yield Sample(f"images/{img['file_name']}", images_dir / img["file_name"], objects, tuple(problems))
+
+    def notes(self) -> list[tuple[str, str, str]]:
+        """Dataset-level findings: annotations of unknown images, image files no record references."""
+        found = []
+        ids = {img.get("id") for img in self.coco["images"]}
+        for a in self.coco["annotations"]:
+            if a.get("image_id") not in ids:
+                found.append(("unknown_image_id", str(self.file), f"annotation {a.get('id')!r}: image_id {a.get('image_id')!r}"))
+        images_dir = self.options.path / self.options.images_dir
+        referenced = {(images_dir / img["file_name"]).resolve() for img in self.coco["images"]}
+        for f in sorted(images_dir.rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and f.resolve() not in referenced:
+                found.append(("image_not_referenced", str(f), "present but not in the annotations"))
+        return found

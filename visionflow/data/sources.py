@@ -33,6 +33,7 @@ class Sample:
     file_name: str  # relative path inside the raw layout
     image: np.ndarray | Path
     objects: list[SourceObject] = field(default_factory=list)
+    problems: tuple[tuple[str, str], ...] = ()  # (kind, detail) the source found: the record is bad
 
 
 class Source(Protocol):
@@ -40,7 +41,9 @@ class Source(Protocol):
 
     def __len__(self) -> int: ...
 
-    def samples(self) -> Iterator[Sample]: ...
+    def samples(self) -> Iterator[Sample]:
+        """Deterministic: the ingest reads them twice (validate, then write)."""
+        ...
 
 
 SOURCES: Registry[type] = Registry("sources", builtin_modules=(
