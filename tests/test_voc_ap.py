@@ -66,3 +66,19 @@ def test_iou_threshold_is_strict():
     half = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 5], "score": 1.0}]  # IoU exactly 0.5
     assert evaluate_voc(gt, half, iou_threshold=0.5).mAP == 0.0
     assert evaluate_voc(gt, half, iou_threshold=0.49).mAP == 1.0
+
+
+def test_cli_evaluate_voc(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    gt, dets = gt_and_dets()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dets))
+    base = [sys.executable, "-m", "visionflow.cli", "evaluate-voc", "--gt", str(tmp_path / "gt.json"),
+            "--dt", str(tmp_path / "dt.json")]
+    out = json.loads(subprocess.run(base, capture_output=True, text=True, check=True).stdout)
+    assert out["per_category"]["cat"] == pytest.approx(voc_ap(RECALL, PRECISION))
+    out07 = json.loads(subprocess.run(base + ["--metric", "11point"], capture_output=True, text=True, check=True).stdout)
+    assert out07["mAP"] == pytest.approx(voc_ap(RECALL, PRECISION, use_07_metric=True))

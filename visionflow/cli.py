@@ -22,6 +22,14 @@ def _evaluate_coco(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_voc(args: argparse.Namespace) -> int:
+    from visionflow.metrics.voc import evaluate_voc
+
+    result = evaluate_voc(args.gt, args.dt, iou_threshold=args.iou, use_07_metric=args.metric == "11point")
+    print(json.dumps(result.as_dict(), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -32,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     coco.add_argument("--gt", required=True, help="COCO ground-truth JSON")
     coco.add_argument("--dt", required=True, help="detections in the COCO results format (JSON list)")
     coco.set_defaults(func=_evaluate_coco)
+    voc = sub.add_parser("evaluate-voc", help="Pascal VOC AP per class and mAP (difficult boxes ignored)")
+    voc.add_argument("--gt", required=True, help="COCO ground-truth JSON (a 'difficult' flag per annotation)")
+    voc.add_argument("--dt", required=True, help="detections in the COCO results format (JSON list)")
+    voc.add_argument("--iou", type=float, default=0.5, help="IoU a match must exceed (default 0.5)")
+    voc.add_argument("--metric", choices=["11point", "allpoint"], default="allpoint",
+                     help="11point: VOC2007; allpoint: VOC2010 and later (default)")
+    voc.set_defaults(func=_evaluate_voc)
     return parser
 
 
