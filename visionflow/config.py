@@ -54,6 +54,7 @@ class SplitFractions(Section):
 
 class SplitConfig(Section):
     fractions: SplitFractions = SplitFractions()
+    group_key: str | None = None  # an image field (e.g. video_id): images sharing it stay in one split
     seed: int = 42
 
 

@@ -105,7 +105,8 @@ def write_raw_dataset(source: Source, out_dir: Path, on_error: str = "fail", pro
             converted = any(p.kind == "image_converted_to_rgb" for p in problems)
             image_id = len(images) + 1
             width, height = _save_image(sample, checked, converted, tmp / sample.file_name)
-            images.append({"id": image_id, "file_name": sample.file_name, "width": width, "height": height})
+            images.append({**sample.attributes, "id": image_id, "file_name": sample.file_name, "width": width,
+                           "height": height})
             for obj in checked.objects:
                 ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": cat_ids[obj.category],
                        "iscrowd": obj.iscrowd}
@@ -139,6 +140,11 @@ class RawDataset:
     def label_index(self) -> dict[int, int]:
         """COCO category id -> 0-based class index, in category order."""
         return {c["id"]: i for i, c in enumerate(self.categories)}
+
+    def label_set(self, image_id: int) -> set[int]:
+        """The 0-based classes present in an image."""
+        index = self.label_index()
+        return {index[a["category_id"]] for a in self.annotations_by_image.get(image_id, [])}
 
     def primary_label(self, image_id: int) -> int:
         """The 0-based class of an image's most frequent category (ties: lowest class)."""

@@ -79,7 +79,8 @@ class CocoFolder:
                 objects.append(SourceObject(self._categories[a["category_id"]],
                                             None if bbox is None else tuple(float(v) for v in bbox),
                                             int(a.get("iscrowd", 0))))
-            yield Sample(f"images/{img['file_name']}", images_dir / img["file_name"], objects, tuple(problems))
+            extra = {k: v for k, v in img.items() if k not in ("id", "file_name", "width", "height")}
+            yield Sample(f"images/{img['file_name']}", images_dir / img["file_name"], objects, tuple(problems), extra)
 
     def notes(self) -> list[tuple[str, str, str]]:
         """Dataset-level findings: annotations of unknown images, image files no record references."""

@@ -34,6 +34,7 @@ class Sample:
     image: np.ndarray | Path
     objects: list[SourceObject] = field(default_factory=list)
     problems: tuple[tuple[str, str], ...] = ()  # (kind, detail) the source found: the record is bad
+    attributes: dict = field(default_factory=dict)  # extra image fields kept in the raw layout (e.g. video_id)
 
 
 class Source(Protocol):

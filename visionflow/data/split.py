@@ -39,6 +39,50 @@ def stratified_split(labels: list[int], fractions: dict[str, float], seed: int) 
     return {name: sorted(idx) for name, idx in out.items()}
 
 
+def iterative_stratified_split(label_sets: list[set[int]], groups: list, fractions: dict[str, float],
+                               seed: int) -> dict[str, list[int]]:
+    """Multi-label, group-aware split: every item of a group lands in the same split.
+
+    Iterative stratification (Sechidis et al., 2011) over units (a group, or an item
+    without one): the rarest label still to place goes first; each unit carrying it
+    goes to the split that most lacks that label, then the one that most lacks items.
+    Returns split -> sorted item positions.
+    """
+    names = list(fractions)
+    frac = np.array([fractions[n] for n in names])
+    rng = np.random.default_rng(seed)
+    members: dict = {}
+    for position, group in enumerate(groups):
+        members.setdefault(("group", group) if group is not None else ("item", position), []).append(position)
+    units = list(members.values())
+    unit_labels = [set().union(*(label_sets[p] for p in unit)) for unit in units]
+    labels = sorted(set().union(*unit_labels)) if unit_labels else []
+    label_need = {l: frac * sum(1 for ls in label_sets if l in ls) for l in labels}
+    size_need = frac * len(label_sets)
+    remaining = set(range(len(units)))
+    out: dict[str, list[int]] = {n: [] for n in names}
+
+    def place(u: int, label=None) -> None:
+        score = np.stack([label_need[label] if label is not None else size_need, size_need, rng.random(len(names))])
+        split = int(np.lexsort(score[::-1])[-1])  # largest label need, then size need, then chance
+        out[names[split]].extend(units[u])
+        for l in unit_labels[u]:
+            label_need[l][split] -= sum(1 for p in units[u] if l in label_sets[p])
+        size_need[split] -= len(units[u])
+        remaining.discard(u)
+
+    while remaining:
+        open_labels = [l for l in labels if any(l in unit_labels[u] for u in remaining)]
+        if not open_labels:
+            for u in rng.permutation(sorted(remaining)):
+                place(int(u))
+            break
+        rarest = min(open_labels, key=lambda l: (sum(1 for u in remaining if l in unit_labels[u]), l))
+        for u in rng.permutation(sorted(u for u in remaining if rarest in unit_labels[u])):
+            place(int(u), rarest)
+    return {n: sorted(v) for n, v in out.items()}
+
+
 def write_manifests(out_dir: Path, splits: dict[str, list[int]], class_counts: dict[str, dict[str, int]]) -> None:
     """One ``<split>.json`` per split with its image ids and class counts."""
     out_dir.mkdir(parents=True, exist_ok=True)

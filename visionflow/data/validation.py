@@ -127,4 +127,4 @@ def check_sample(sample: Sample, categories: set[str]) -> tuple[Sample | None, l
         if checked is None:
             return None, problems
         objects.append(checked)
-    return Sample(sample.file_name, image, objects), problems
+    return Sample(sample.file_name, image, objects, attributes=sample.attributes), problems
