@@ -11,6 +11,7 @@ import mlflow
 
 from tasks._entry import dvc_tags, main, write_json
 from visionflow.config import Config
+from visionflow.data.augment import AugmentConfig
 from visionflow.data.tfrecords import localizer_dataset, read_meta
 from visionflow.layout import (BACKBONE_WEIGHTS, CHECKPOINT_DIR, LOCALIZER_MODEL, METRICS_DIR, PLOTS_DIR,
                                PROCESSED_DIR)
@@ -47,7 +48,8 @@ def run(cfg: Config) -> None:
     model, backbone = build_localizer(spec, meta["image_size"], len(meta["classes"]), cfg.backbone.width,
                                       str(BACKBONE_WEIGHTS), tcfg.class_pooling, tcfg.box_pooling,
                                       tcfg.box_feature_stride)
-    train = localizer_dataset(PROCESSED_DIR, "train", tcfg.batch_size, spec.preprocess_input, True, tcfg.seed)
+    train = localizer_dataset(PROCESSED_DIR, "train", tcfg.batch_size, spec.preprocess_input, True, tcfg.seed,
+                              augment_config=AugmentConfig() if tcfg.augment else None)
     valid = (localizer_dataset(PROCESSED_DIR, "valid", tcfg.batch_size, spec.preprocess_input, False)
              if meta["num_examples"]["valid"] else None)
     params = {"train_localizer": tcfg.model_dump(by_alias=True), "backbone": cfg.backbone.model_dump()}

@@ -99,6 +99,7 @@ class TrainLocalizerConfig(Section):
     class_pooling: Literal["avg", "max"] = "avg"
     box_pooling: Literal["avg", "flatten"] = "flatten"
     box_feature_stride: Literal[16, 32] = 32
+    augment: bool = False  # flip, box-keeping crop, zoom-out and colour jitter of training images
     seed: int = 42
 
 

@@ -111,15 +111,32 @@ def split_files(processed_dir: Path, split: str) -> list[str]:
 
 
 def localizer_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_input: Callable,
-                      training: bool, seed: int = 0, with_ids: bool = False):
-    """``tf.data`` of (preprocessed image, {"class", "box"}) batches for the localizer."""
+                      training: bool, seed: int = 0, with_ids: bool = False, augment_config=None,
+                      cache: bool = True):
+    """``tf.data`` of (preprocessed image, {"class", "box"}) batches for the localizer.
+
+    Shards are read and decoded in parallel; decoded examples are cached in memory
+    (before augmentation, so every epoch draws new augmentations) when ``cache``;
+    ``augment_config`` (an :class:`~visionflow.data.augment.AugmentConfig`) augments
+    training batches with boxes moved along; the backbone's ``preprocess_input`` runs last.
+    """
     import tensorflow as tf
 
     files = split_files(processed_dir, split)
     ds = tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE if training else None)
     ds = ds.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if cache:
+        ds = ds.cache()
     if training:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+    if training and augment_config is not None:
+        from visionflow.data.augment import augment
+
+        def augmented(ex):
+            image, boxes = augment(ex["image"], ex["boxes"], augment_config)
+            return {**ex, "image": image, "boxes": boxes}
+
+        ds = ds.map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
 
     def to_xy(ex):
         x = preprocess_input(tf.cast(ex["image"], tf.float32))
