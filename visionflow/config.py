@@ -61,6 +61,7 @@ class SplitConfig(Section):
 class PreprocessConfig(Section):
     image_size: int = Field(128, ge=32, le=1024)
     num_shards: int = Field(4, ge=1, le=1024)
+    num_anchors: int = Field(9, ge=1, le=64)  # k of the k-means over training box sizes (YOLOv3: 9)
 
 
 class PretrainConfig(Section):

@@ -41,6 +41,10 @@ def test_every_stage_ran_and_wrote_its_outputs(project):
     assert sorted(sum(manifests.values(), [])) == sorted(img["id"] for img in coco["images"])
     assert len(manifests["train"]) == 60
     assert list((root / "data/processed").glob("train-*.tfrecord"))
+    anchors = json.loads((root / "data/processed/anchors.json").read_text())["anchors"]
+    assert len(anchors) == 9 and all(0 < w <= 1 and 0 < h <= 1 for w, h in anchors)
+    assert 0 < json.loads((root / "metrics/anchors.json").read_text())["mean_best_iou"] <= 1
+    assert json.loads((root / "data/raw/validation.json").read_text())["num_written"] == 80
     assert (root / "models/backbone.weights.h5").stat().st_size > 0
     assert (root / "models/localizer.keras").stat().st_size > 0
     metrics = json.loads((root / "metrics/localizer.json").read_text())
