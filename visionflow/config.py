@@ -100,6 +100,7 @@ class TrainLocalizerConfig(Section):
     class_pooling: Literal["avg", "max"] = "avg"
     box_pooling: Literal["avg", "flatten"] = "flatten"
     box_feature_stride: Literal[16, 32] = 32
+    box_hidden_units: int = Field(0, ge=0, le=4096)
     augment: bool = False  # flip, box-keeping crop, zoom-out and colour jitter of training images
     seed: int = 42
 

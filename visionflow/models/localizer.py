@@ -52,7 +52,7 @@ BOX_HEAD_CHANNELS = 32
 
 def build_localizer(spec: BackboneSpec, image_size: int, num_classes: int, width: float = 1.0,
                     backbone_weights: str | None = None, class_pooling: str = "avg", box_pooling: str = "flatten",
-                    box_feature_stride: int = 32):
+                    box_feature_stride: int = 32, box_hidden_units: int = 0):
     """Returns ``(model, backbone)``; load ``backbone_weights`` (a ``.weights.h5``) if given.
 
     ``class_pooling``: ``"avg"`` is Géron's head; ``"max"`` suits small objects, whose
@@ -61,6 +61,8 @@ def build_localizer(spec: BackboneSpec, image_size: int, num_classes: int, width
     locates far better than ``"avg"``, Géron's variant. ``box_feature_stride=16`` feeds
     the box head the backbone's 1/16-resolution features instead of its final 1/32 ones:
     at 128 px that is an 8x8 map instead of 4x4, so coordinates are read off finer cells.
+    ``box_hidden_units`` > 0 puts a ReLU layer before the box output, which is linear as
+    in Géron's head (a sigmoid saturates and slows the regression).
     """
     backbone = spec.build(image_size, weights=None, width=width)
     if backbone_weights:
@@ -80,7 +82,9 @@ def build_localizer(spec: BackboneSpec, image_size: int, num_classes: int, width
         box_in = keras.layers.Flatten(name="box_flatten")(narrow)
     else:
         box_in = keras.layers.GlobalAveragePooling2D(name="box_pool")(box_features)
-    box_out = keras.layers.Dense(4, activation="sigmoid", name="box")(box_in)
+    if box_hidden_units:
+        box_in = keras.layers.Dense(box_hidden_units, activation="relu", name="box_hidden")(box_in)
+    box_out = keras.layers.Dense(4, name="box")(box_in)
     model = keras.Model(inputs, {"class": class_out, "box": box_out}, name="localizer")
     return model, backbone
 
