@@ -30,8 +30,9 @@ def _transient(task, task_run, state) -> bool:
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient, task_run_name="dvc repro {stage}")
 def dvc_stage(stage: str, root: str) -> dict:
-    result = repro_stage(stage, Path(root))
-    get_run_logger().info("%s: %s", stage, "ran" if result.ran else "unchanged, skipped")
+    logger = get_run_logger()
+    result = repro_stage(stage, Path(root), on_line=lambda line: line.strip() and logger.info(line))
+    logger.info("%s: %s", stage, "ran" if result.ran else "unchanged, skipped")
     return {"stage": stage, "ran": result.ran}
 
 

@@ -17,6 +17,9 @@ from visionflow.models.pretrain import pretrain_backbone
 from visionflow.tracking import keras_callback, stage_run
 
 
+CHANCE_MARGIN = 1.5  # below 1.5x chance accuracy, pretraining is taken not to have converged
+
+
 def initial_backbone(cfg: Config, image_size: int, num_classes: int):
     """Returns the backbone and the metrics of how it was made."""
     bcfg, spec = cfg.backbone, BACKBONES.get(cfg.backbone.name)
@@ -25,8 +28,14 @@ def initial_backbone(cfg: Config, image_size: int, num_classes: int):
         result = pretrain_backbone(spec, PROCESSED_DIR, image_size, num_classes, bcfg.width, p.epochs,
                                    p.batch_size, p.learning_rate, p.crop_size, cfg.split.seed,
                                    [keras_callback("pretrain")])
-        return result.backbone, {"pretrain_accuracy": result.history["accuracy"][-1],
-                                 "pretrain_loss": result.history["loss"][-1]}
+        accuracy = result.history["accuracy"][-1]
+        if accuracy < CHANCE_MARGIN / num_classes:
+            # From scratch, a network can sit at chance for a while before it takes off.
+            print(f"warning: backbone pretraining ended at accuracy {accuracy:.2f}, near chance "
+                  f"({1 / num_classes:.2f}): features will be poor; raise backbone.pretrain.epochs "
+                  f"or lower backbone.pretrain.learning_rate")
+            mlflow.set_tag("visionflow.warning", "pretraining did not converge")
+        return result.backbone, {"pretrain_accuracy": accuracy, "pretrain_loss": result.history["loss"][-1]}
     if bcfg.init in ("imagenet", "none"):
         weights = "imagenet" if bcfg.init == "imagenet" else None
         return spec.build(image_size, weights=weights, width=bcfg.width), {}

@@ -48,11 +48,21 @@ def environment_with_this_python() -> dict[str, str]:
     return env
 
 
-def repro_stage(stage: str, root: Path, force: bool = False) -> StageResult:
-    """``dvc repro --single-item <stage>``: run it if anything it depends on changed."""
+def repro_stage(stage: str, root: Path, force: bool = False, on_line=None) -> StageResult:
+    """``dvc repro --single-item <stage>``: run it if anything it depends on changed.
+
+    ``on_line`` receives each line of output as it comes (training progress, say).
+    """
     cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=environment_with_this_python())
-    output = proc.stdout + proc.stderr
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=environment_with_this_python())
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if on_line is not None:
+            on_line(line.rstrip("\n"))
+    proc.wait()
+    output = "".join(lines)
     if proc.returncode != 0:
         user_error = re.search(rf"exited with {USER_ERROR_EXIT_CODE}\b", output) is not None
         raise StageFailed(stage, output, user_error)

@@ -61,7 +61,8 @@ def validate_source(source: Source, progress: bool = True) -> tuple[ValidationRe
     """Check every record; returns the report and the positions of the bad records."""
     categories = set(source.categories())
     report, bad, seen = ValidationReport(), set(), set()
-    samples = tqdm(source.samples(), total=len(source) or None, desc="validate", unit="img", disable=not progress)
+    samples = tqdm(source.samples(), total=len(source) or None, desc="validate", unit="img", disable=not progress,
+                   mininterval=2.0)
     for position, sample in enumerate(samples):
         report.num_records += 1
         if sample.file_name in seen:
@@ -97,7 +98,8 @@ def write_raw_dataset(source: Source, out_dir: Path, on_error: str = "fail", pro
     cat_ids = {name: i + 1 for i, name in enumerate(names)}
     images, annotations = [], []
     with atomic_dir(Path(out_dir)) as tmp:
-        samples = tqdm(source.samples(), total=len(source) or None, desc="ingest", unit="img", disable=not progress)
+        samples = tqdm(source.samples(), total=len(source) or None, desc="ingest", unit="img", disable=not progress,
+                       mininterval=2.0)
         for position, sample in enumerate(samples):
             if position in bad:
                 continue

@@ -24,8 +24,8 @@ from visionflow.models.localizer import build_classifier
 
 # A crop's side is the object's longer side times a factor drawn log-uniformly from
 # this range, and its centre is jittered by up to CROP_JITTER of the crop's side.
-CROP_SCALE = (1.3, 2.0)
-CROP_JITTER = 0.25
+CROP_SCALE = (1.2, 1.6)
+CROP_JITTER = 0.15
 PRETRAIN_BN_MOMENTUM = 0.9
 
 
