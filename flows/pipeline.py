@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 
 from visionflow.config import load_config
 from visionflow.dvc_stages import StageFailed, lock_file_hash, pipeline_stages, repro_stage
-from visionflow.tracking import pipeline_run
+from visionflow.tracking import flatten_params, pipeline_run
 
 
 def _transient(task, task_run, state) -> bool:
@@ -43,6 +43,7 @@ def training_pipeline(root: str = ".", stages: list[str] | None = None) -> dict:
     cfg = load_config(root_path / "params.yaml")  # a bad params.yaml stops here, before any work
     order = stages or pipeline_stages(root_path)
     with pipeline_run(cfg.tracking.experiment, root_path) as run:
+        mlflow.log_params(flatten_params(cfg.model_dump(by_alias=True)))  # compare whole configs in the UI
         results = [dvc_stage(stage, str(root_path)) for stage in order]
         mlflow.set_tag("dvc.lock_hash", lock_file_hash(root_path))
         mlflow.log_dict({"stages": results}, "stages.json")

@@ -65,6 +65,7 @@ def test_one_parent_run_with_a_child_per_stage(flow_project):
     assert parent.data.tags["dvc.lock_hash"] == hashlib.md5((root / "dvc.lock").read_bytes()).hexdigest()
     assert len(parent.data.tags["git.commit"]) == 40
     assert "test_accuracy" in parent.data.metrics
+    assert parent.data.params["train_localizer.loss_weights.class"] == "0.8"  # the whole config, to compare runs
     kids = children(first["mlflow_run_id"])
     assert sorted(r.data.tags["visionflow.stage"] for r in kids) == sorted(STAGES)
 
