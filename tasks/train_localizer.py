@@ -67,7 +67,7 @@ def run(cfg: Config) -> None:
         write_history_csv(PLOTS_DIR / "localizer_history.csv", history)
         mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
         sample = next(iter(train.unbatch().batch(2)))[0].numpy()
-        log_keras_model(served, sample)
+        log_keras_model(served, sample, registered_model_name=cfg.tracking.registered_model)
         shutil.rmtree(checkpoints, ignore_errors=True)
 
 

@@ -25,7 +25,7 @@ class Section(BaseModel):
 
 class TrackingConfig(Section):
     experiment: str = "visionflow"
-    registered_model: str = "visionflow-localizer"
+    registered_model: str = "visionflow-localizer"  # each training adds a version of this registered model
 
 
 class IngestConfig(Section):

@@ -121,6 +121,10 @@ def test_logged_model_loads_and_predicts_named_outputs(project, runs):
     pred = model.predict(np.zeros((3, 64, 64, 3), np.float32), verbose=0)
     assert pred["class"].shape == (3, 5) and pred["box"].shape == (3, 4)
     np.testing.assert_allclose(pred["class"].sum(axis=1), 1, rtol=1e-5)
+    versions = mlflow.MlflowClient().search_model_versions("name = 'visionflow-localizer'")
+    assert [v.run_id for v in versions] == [run_id]  # registered, version 1
+    registered = mlflow.keras.load_model("models:/visionflow-localizer/1")
+    assert registered.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0)["box"].shape == (1, 4)
 
 
 def test_evaluation_figures_and_predictions_are_mlflow_artifacts(runs):
