@@ -6,28 +6,20 @@ Images are copied into the raw layout, never moved or modified.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Iterator
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from visionflow.data.image_folder import IMAGE_SUFFIXES
-from visionflow.data.sources import SOURCES, Sample, SourceObject
+from visionflow.data.sources import SOURCES, ExistingFolder, Sample, SourceObject
 from visionflow.errors import DataError
 
 
 class CocoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    path: Path
+    path: ExistingFolder
     annotations: str = "annotations.json"
     images_dir: str = "."  # relative to ``path``
-
-    @field_validator("path")
-    @classmethod
-    def _folder_exists(cls, path: Path) -> Path:
-        if not path.is_dir():
-            raise ValueError(f"{path} is not an existing folder")
-        return path
 
     @model_validator(mode="after")
     def _annotations_exist(self) -> "CocoOptions":

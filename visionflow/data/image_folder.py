@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 
-from visionflow.data.sources import SOURCES, Sample, SourceObject
+from visionflow.data.sources import SOURCES, ExistingFolder, Sample, SourceObject
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
 
 class ImageFolderOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    path: Path
-
-    @field_validator("path")
-    @classmethod
-    def _folder_exists(cls, path: Path) -> Path:
-        if not path.is_dir():
-            raise ValueError(f"{path} is not an existing folder")
-        return path
+    path: ExistingFolder
 
 
 @SOURCES.register("image_folder")

@@ -11,11 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Annotated, Iterator, Protocol
 
 import numpy as np
+from pydantic import AfterValidator
 
 from visionflow.registry import Registry
+
+
+def _existing_folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise ValueError(f"{path} is not an existing folder")
+    return path
+
+
+ExistingFolder = Annotated[Path, AfterValidator(_existing_folder)]
+"""A source option that must name a folder that exists (checked when params are loaded)."""
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,6 @@ def _fill_colour(rng: np.random.Generator, under: np.ndarray, opts: SyntheticOpt
 
 def render(index: int, opts: SyntheticOptions) -> RenderedImage:
     """Render image ``index``: a pure function of ``(opts, index)``."""
-    size = opts.image_size
     background = render_background(_rng(opts.seed, index, 0), opts)
     rng = _rng(opts.seed, index, 1)
     image = background.copy()
