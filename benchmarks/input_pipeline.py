@@ -1,6 +1,6 @@
 """Input pipeline throughput, each figure against a baseline measured in the same run.
 
-(a) images/s of the training pipeline (parallel decode, cache, shuffle, augmentation,
+(a) median images/s (interleaved repeats) of the training pipeline (parallel decode, cache, shuffle, augmentation,
     ``preprocess_input``, batch, prefetch) against a bare ``tf.data`` pipeline that only
     reads, decodes, resizes and batches the same shards. Target: >= 0.8x.
 (b) seconds per training epoch of the localizer fed by that pipeline against the same
@@ -34,14 +34,23 @@ def build_shards(root: Path, n: int) -> Path:
     return out
 
 
-def images_per_second(ds, n_images: int, epochs: int = 2) -> float:
-    for _ in ds:  # one warm-up pass (fills the cache where there is one)
-        pass
-    start = time.perf_counter()
-    for _ in range(epochs):
-        for _ in ds:
-            pass
-    return epochs * n_images / (time.perf_counter() - start)
+def compare_images_per_second(a, b, n_images: int, repeats: int = 7, epochs: int = 2) -> tuple[float, float]:
+    """Median images/s of two pipelines, timed alternately so machine noise hits both alike.
+
+    One pass over the bare pipeline takes a fraction of a second, so single timings swing
+    by 2x from run to run; the median of interleaved repeats does not.
+    """
+    def one(ds) -> float:
+        start = time.perf_counter()
+        for _ in range(epochs):
+            for _ in ds:
+                pass
+        return epochs * n_images / (time.perf_counter() - start)
+
+    for ds in (a, b):  # warm-up (fills the caches)
+        one(ds)
+    runs = [(one(a), one(b)) for _ in range(repeats)]
+    return float(np.median([r[0] for r in runs])), float(np.median([r[1] for r in runs]))
 
 
 def bare_pipeline(files: list[str], batch: int):
@@ -99,7 +108,7 @@ def main() -> None:
         ours = localizer_dataset(processed, "train", batch, spec.preprocess_input, training=True,
                                  augment_config=AugmentConfig())
         bare = bare_pipeline(files, batch)
-        ours_ips, bare_ips = images_per_second(ours, args.images), images_per_second(bare, args.images)
+        ours_ips, bare_ips = compare_images_per_second(ours, bare, args.images)
         print(f"(a) training input pipeline: {ours_ips:8.0f} img/s   bare tf.data: {bare_ips:8.0f} img/s   "
               f"ratio {ours_ips / bare_ips:.2f}x (target >= 0.8x)")
 
