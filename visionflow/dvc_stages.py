@@ -102,14 +102,6 @@ def lock_file_hash(root: Path = Path(".")) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest() if path.exists() else "none"
 
 
-def lock_deps(stage: str, root: Path = Path(".")) -> dict[str, str]:
-    """The deps ``dvc.lock`` records for ``stage``: path -> md5."""
-    import yaml
-
-    lock = yaml.safe_load((Path(root) / LOCK_FILE).read_text())
-    return {d["path"]: d["md5"] for d in lock["stages"][stage]["deps"]}
-
-
 def pipeline_stages(root: Path = Path(".")) -> list[str]:
     """The stages of ``dvc.yaml``, every stage after the stages it depends on."""
     import networkx as nx

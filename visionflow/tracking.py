@@ -82,12 +82,6 @@ def pipeline_run(experiment: str, root: Path = Path("."), run_name: str = "pipel
                 os.environ[PARENT_RUN_ENV] = previous
 
 
-def child_runs(parent_run_id: str, experiment: str) -> list:
-    exp = mlflow.get_experiment_by_name(experiment)
-    return mlflow.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                              output_format="list")
-
-
 def keras_callback(phase: str):
     """MLflow's Keras callback, made fit for several ``fit`` calls in one run.
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from visionflow.boxes import convert_boxes, encode_sqrt_cxcywh, normalize_boxes
+from visionflow.boxes import convert_boxes, normalize_boxes
 from visionflow.data.coco_layout import RawDataset
 
 META_FILE = "dataset.json"
@@ -145,8 +145,3 @@ def localizer_dataset(processed_dir: Path, split: str, batch_size: int, preproce
 
     ds = ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def localizer_encoded_targets(boxes_xyxy_norm: np.ndarray) -> np.ndarray:
-    """numpy twin of the box part of :func:`localizer_targets`, for tests and evaluation."""
-    return encode_sqrt_cxcywh(convert_boxes(boxes_xyxy_norm, "xyxy", "cxcywh"))
