@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+
+from visionflow.dvc_stages import environment_with_this_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +34,7 @@ def deep_update(base: dict, changes: dict) -> dict:
 
 def tool_env() -> dict[str, str]:
     """This interpreter's bin first on PATH, so ``python`` and ``dvc`` are the venv's."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env = environment_with_this_python()
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("VISIONFLOW_PARENT_RUN_ID", None)
     return env

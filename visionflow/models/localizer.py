@@ -89,12 +89,16 @@ def build_localizer(spec: BackboneSpec, image_size: int, num_classes: int, width
     return model, backbone
 
 
+def batchnorm_layers(model) -> list:
+    """Every BatchNormalization layer inside ``model``, nested models included."""
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
 def set_backbone_trainable(backbone, trainable: bool) -> None:
     """Freeze or unfreeze the backbone; its BatchNorm layers stay frozen either way."""
     backbone.trainable = trainable
-    for layer in backbone._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+    for layer in batchnorm_layers(backbone):
+        layer.trainable = False
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9, clipnorm: float | None = 1.0):

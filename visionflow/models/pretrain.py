@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from visionflow.data.tfrecords import parse_example, split_files
 from visionflow.models.backbones import BackboneSpec
-from visionflow.models.localizer import build_classifier
+from visionflow.models.localizer import batchnorm_layers, build_classifier
 
 # A crop's side is the object's longer side times a factor drawn log-uniformly from
 # this range, and its centre is jittered by up to CROP_JITTER of the crop's side.
@@ -33,10 +33,6 @@ PRETRAIN_BN_MOMENTUM = 0.9
 class PretrainResult:
     backbone: keras.Model
     history: dict[str, list[float]]
-
-
-def _batchnorm_layers(model) -> list:
-    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def _object_crops(example, crop_size: int, preprocess_input):
@@ -72,7 +68,7 @@ def full_image_batches(processed_dir: Path, batch_size: int, preprocess_input):
 
 def recalibrate_batchnorm(backbone, batches, momentum: float = PRETRAIN_BN_MOMENTUM) -> int:
     """Re-estimate BatchNorm moving statistics from ``batches``; no weight changes."""
-    saved = [(layer, layer.momentum) for layer in _batchnorm_layers(backbone)]
+    saved = [(layer, layer.momentum) for layer in batchnorm_layers(backbone)]
     for layer, _ in saved:
         layer.momentum = momentum
     steps = 0
@@ -91,7 +87,7 @@ def pretrain_backbone(spec: BackboneSpec, processed_dir: Path, image_size: int, 
     keras.utils.set_random_seed(seed)
     crop_size = max(spec.min_size, crop_size)
     classifier, crop_backbone = build_classifier(spec, crop_size, num_classes, width)
-    for layer in _batchnorm_layers(crop_backbone):
+    for layer in batchnorm_layers(crop_backbone):
         layer.momentum = PRETRAIN_BN_MOMENTUM
     classifier.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                        metrics=["accuracy"])
