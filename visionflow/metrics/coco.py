@@ -57,6 +57,7 @@ class GroundTruth:
     area: np.ndarray
     iscrowd: np.ndarray  # bool
     ann_id: np.ndarray
+    difficult: np.ndarray  # bool: the VOC ``difficult`` flag (COCO ignores it)
 
 
 @dataclass(frozen=True)
@@ -116,14 +117,14 @@ def load_ground_truth(source) -> GroundTruth:
         x, y, w, h = _check_bbox(ann["bbox"], where)
         area = float(ann.get("area", w * h))
         rows.append((ann["image_id"], ann["category_id"], x, y, w, h, area, bool(ann.get("iscrowd", 0)),
-                     int(ann.get("id", i + 1))))
-    cols = list(zip(*rows)) if rows else [[]] * 9
+                     int(ann.get("id", i + 1)), bool(ann.get("difficult", 0))))
+    cols = list(zip(*rows)) if rows else [[]] * 10
     return GroundTruth(
         image_ids=image_ids, category_ids=np.array(sorted(names), dtype=np.int64), category_names=names,
         img=np.array(cols[0], dtype=np.int64), cat=np.array(cols[1], dtype=np.int64),
         bbox=np.array(list(zip(*cols[2:6])), dtype=np.float64).reshape(-1, 4),
         area=np.array(cols[6], dtype=np.float64), iscrowd=np.array(cols[7], dtype=bool),
-        ann_id=np.array(cols[8], dtype=np.int64))
+        ann_id=np.array(cols[8], dtype=np.int64), difficult=np.array(cols[9], dtype=bool))
 
 
 def load_detections(source, gt: GroundTruth) -> Detections:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from visionflow.boxes import convert_boxes, pairwise_iou_xyxy
-from visionflow.metrics.coco import _load_json, load_detections, load_ground_truth
+from visionflow.metrics.coco import load_detections, load_ground_truth
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = False) -> float:
@@ -44,14 +44,9 @@ class VocEvaluation:
         return {"mAP": self.mAP, "per_category": self.per_category}
 
 
-def _difficult_flags(ground_truth) -> np.ndarray:
-    data, _ = _load_json(ground_truth, "ground-truth")
-    return np.array([bool(a.get("difficult", 0)) or bool(a.get("iscrowd", 0)) for a in data["annotations"]], bool)
-
-
 def evaluate_voc(ground_truth, detections, iou_threshold: float = 0.5, use_07_metric: bool = False) -> VocEvaluation:
     gt = load_ground_truth(ground_truth)
-    difficult = _difficult_flags(ground_truth)
+    difficult = gt.difficult | gt.iscrowd
     dt = load_detections(detections, gt)
     gt_xyxy = convert_boxes(gt.bbox, "xywh", "xyxy")
     dt_xyxy = convert_boxes(dt.bbox, "xywh", "xyxy")
