@@ -1,8 +1,17 @@
-"""Training augmentation that moves boxes with the pixels (TensorFlow ops, for ``tf.data``).
+"""Training augmentation that moves boxes with the pixels, a whole batch at a time.
 
-Images are (H, W, 3) float32 in 0..255, before ``preprocess_input``; boxes are (N, 4)
-normalised xyxy. Every geometric op returns the image at its input size, so the
-batch shape never changes.
+Images are (B, H, W, 3), uint8 or float in 0..255, before ``preprocess_input``; boxes
+are (B, N, 4) normalised xyxy, padded, with ``valid`` (B, N) marking the real ones.
+Each image draws its own flip, window and colours, but the work is two passes over
+the batch: per image, a dozen small ops cost more than decoding the JPEG, and so does
+every extra pass over a batch (see ``benchmarks/input_pipeline.py``).
+
+- Geometry is one ``crop_and_resize`` over the batch. Each image's window is the whole
+  image, a zoom-in that keeps every box whole, or a zoom-out onto a gray canvas (scale
+  jitter); a horizontal flip is the same window read right to left.
+- Colour jitter (brightness, contrast, saturation) is affine in RGB, so it is one 3x3
+  matrix and offset per image, applied in one ``einsum``.
+Output images are float32 at their input size, so the batch shape never changes.
 """
 
 from __future__ import annotations
@@ -20,74 +29,122 @@ class AugmentConfig:
     colour: bool = True
 
 
-def horizontal_flip(image, boxes):
-    """Mirror left-right: x -> 1 - x (and the corners swap)."""
+CANVAS = 127.5  # the gray around a zoomed-out image (0 after most backbones' ``preprocess_input``)
+IDENTITY = (0.0, 0.0, 1.0, 1.0)
+
+
+def flip_boxes(boxes, flip):
+    """Mirror the boxes of the images where ``flip`` (B,) is true: x -> 1 - x, corners swap."""
     x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
-    return tf.image.flip_left_right(image), tf.stack([1 - x2, y1, 1 - x1, y2], axis=-1)
+    return tf.where(flip[:, None, None], tf.stack([1 - x2, y1, 1 - x1, y2], axis=-1), boxes)
 
 
-def crop_to_window(image, boxes, window):
-    """Crop to ``window`` (normalised xyxy) and resize back; boxes follow."""
-    size = tf.shape(image)[:2]
-    wx1, wy1, wx2, wy2 = tf.unstack(window)
-    crop = tf.image.crop_and_resize(image[None], [[wy1, wx1, wy2, wx2]], [0], size)[0]
-    scale = tf.stack([wx2 - wx1, wy2 - wy1, wx2 - wx1, wy2 - wy1])
-    offset = tf.stack([wx1, wy1, wx1, wy1])
-    return crop, tf.clip_by_value((boxes - offset) / scale, 0.0, 1.0)
+def _sample_positions(start, extent, size, mirror=None):
+    """Input pixel-centre positions read by each output pixel of a window; ``(B,)`` windows -> ``(B, size)``.
 
-
-def random_box_keeping_window(boxes, seed=None):
-    """A window (normalised xyxy) that contains every box: its edges fall outside their union."""
-    union = tf.concat([tf.reduce_min(boxes[:, :2], axis=0), tf.reduce_max(boxes[:, 2:], axis=0)], axis=0)
-    union = tf.where(tf.shape(boxes)[0] > 0, union, tf.constant([0.5, 0.5, 0.5, 0.5]))
-    u = tf.random.uniform([4], seed=seed)
-    x1, y1 = u[0] * union[0], u[1] * union[1]
-    x2, y2 = union[2] + u[2] * (1 - union[2]), union[3] + u[3] * (1 - union[3])
-    return tf.stack([x1, y1, x2, y2])
-
-
-def zoom_out(image, boxes, factor):
-    """Place the image, shrunk by ``factor`` >= 1, at a random spot on a mean-coloured canvas."""
-    size = tf.shape(image)[:2]
-    u = tf.random.uniform([2])
-    offset = u * (factor - 1.0)  # top-left corner of the image on a canvas of side ``factor``
-    # The window, in the image's own normalised coordinates, that is the whole canvas.
-    window = tf.stack([-offset[0], -offset[1], factor - offset[0], factor - offset[1]])
-    mean = tf.reduce_mean(image, axis=[0, 1])
-    canvas = tf.image.crop_and_resize((image - mean)[None], [[window[1], window[0], window[3], window[2]]], [0],
-                                      size, extrapolation_value=0.0)[0] + mean
-    scale = tf.stack([factor, factor, factor, factor])
-    shift = tf.stack([offset[0], offset[1], offset[0], offset[1]])
-    return canvas, (boxes + shift) / scale
-
-
-def colour_jitter(image):
-    """Brightness +-25, contrast and saturation x0.75..1.25.
-
-    Saturation is an affine mix with the image's gray, not ``tf.image.random_saturation``,
-    whose RGB-HSV round trip cost more per image than decoding the JPEG.
+    Output pixel ``i``'s centre, ``(i + .5) / size`` of the window, sits at pixel-centre
+    position ``(start + (i + .5) / size * extent) * size - .5`` of the input; mirrored,
+    output ``i`` reads what output ``size - 1 - i`` would.
     """
-    image = tf.image.random_brightness(image, 25.0)
-    image = tf.image.random_contrast(image, 0.75, 1.25)
-    gray = tf.reduce_mean(image, axis=-1, keepdims=True)
-    image = gray + (image - gray) * tf.random.uniform([], 0.75, 1.25)
-    return tf.clip_by_value(image, 0.0, 255.0)
+    size = tf.cast(size, tf.float32)
+    i = tf.range(size)[None, :]
+    if mirror is not None:
+        i = tf.where(mirror[:, None], size - 1 - i, i)
+    return (start[:, None] + (i + 0.5) / size * extent[:, None]) * size - 0.5
 
 
-def augment(image, boxes, config: AugmentConfig = AugmentConfig()):
-    """Random flip, box-keeping crop or zoom-out, and colour jitter; boxes stay consistent."""
-    image = tf.cast(image, tf.float32)
-    if config.flip:
-        image, boxes = tf.cond(tf.random.uniform([]) < 0.5, lambda: horizontal_flip(image, boxes),
-                               lambda: (image, boxes))
-    if config.crop or config.zoom_out > 1:
-        choice = tf.random.uniform([])
+def _lerp_along(images, positions, axis: int):
+    """Linear interpolation of ``images`` at ``positions`` (B, n) along ``axis`` (1 rows, 2 columns)."""
+    size = tf.shape(images)[axis]
+    lo = tf.floor(positions)
+    frac = positions - lo
+    lo = tf.cast(lo, tf.int32)
+    a = tf.cast(tf.gather(images, tf.clip_by_value(lo, 0, size - 1), axis=axis, batch_dims=1), tf.float32)
+    b = tf.cast(tf.gather(images, tf.clip_by_value(lo + 1, 0, size - 1), axis=axis, batch_dims=1), tf.float32)
+    frac = frac[:, :, None, None] if axis == 1 else frac[:, None, :, None]
+    return a + (b - a) * frac
+
+
+def resample(images, boxes, windows, flip):
+    """Read each image's window (normalised xyxy, (B, 4), may reach outside the image), mirrored where ``flip``.
+
+    Windows are in the same edge-based coordinates as the boxes (0 and 1 are the image's
+    outer edges), and pixels land exactly where the boxes say. Bilinear, separable (columns,
+    then rows) and made of gathers, so XLA fuses it with the colour jitter; it gives
+    what ``tf.image.crop_and_resize`` gives for the matching window, canvas included:
+    a pixel read from outside the image is gray. Boxes follow: moved into the window,
+    clipped to it, then mirrored.
+    """
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    wx1, wy1, wx2, wy2 = tf.unstack(windows, axis=-1)
+    ys = _sample_positions(wy1, wy2 - wy1, shape[1])
+    xs = _sample_positions(wx1, wx2 - wx1, shape[2], mirror=flip)
+    out = _lerp_along(_lerp_along(images, xs, axis=2), ys, axis=1)
+    inside_y = (ys >= 0) & (ys <= height - 1)
+    inside_x = (xs >= 0) & (xs <= width - 1)
+    out = tf.where(inside_y[:, :, None, None] & inside_x[:, None, :, None], out, CANVAS)
+    offset = tf.stack([wx1, wy1, wx1, wy1], axis=-1)[:, None, :]
+    scale = tf.stack([wx2 - wx1, wy2 - wy1, wx2 - wx1, wy2 - wy1], axis=-1)[:, None, :]
+    return out, flip_boxes(tf.clip_by_value((boxes - offset) / scale, 0.0, 1.0), flip)
+
+
+def box_keeping_windows(boxes, valid, seed=None):
+    """Per image, a random window (normalised xyxy) whose edges fall outside the union of its valid boxes."""
+    big = tf.constant(2.0)
+    lo = tf.reduce_min(tf.where(valid[..., None], boxes[..., :2], big), axis=1)
+    hi = tf.reduce_max(tf.where(valid[..., None], boxes[..., 2:], -big), axis=1)
+    empty = tf.logical_not(tf.reduce_any(valid, axis=1))[:, None]
+    lo, hi = tf.where(empty, 0.5, lo), tf.where(empty, 0.5, hi)  # no boxes: any window around the centre
+    u = tf.random.uniform([tf.shape(boxes)[0], 4], seed=seed)
+    return tf.concat([u[:, :2] * lo, hi + u[:, 2:] * (1 - hi)], axis=-1)
+
+
+def zoom_out_windows(batch_size, max_factor):
+    """Per image, the window that shrinks it by a factor in [1, max_factor] onto a larger canvas at a random spot."""
+    factor = tf.random.uniform([batch_size, 1], 1.0, max_factor)
+    offset = tf.random.uniform([batch_size, 2]) * (factor - 1.0)  # the image's corner on the canvas
+    return tf.concat([-offset, factor - offset], axis=-1)
+
+
+def colour_jitter(images, mean=None):
+    """Per image: brightness +-25, contrast and saturation x0.75..1.25, clipped to 0..255.
+
+    The three steps compose to one affine map of the RGB vector: brightness adds ``b``;
+    contrast scales around each channel's mean (as ``tf.image.adjust_contrast``):
+    ``c x + (1 - c) mean + b``; saturation mixes each pixel with its gray, ``x S`` with
+    ``S = s I + (1 - s) / 3``, an affine stand-in for the RGB-HSV round trip of
+    ``tf.image.adjust_saturation``. It is written out channel by channel so that XLA
+    fuses it with whatever produced the pixels. ``mean`` (B, 3) is each image's channel
+    mean, computed here if not given.
+    """
+    images = tf.cast(images, tf.float32)
+    n = tf.shape(images)[0]
+    if mean is None:
+        mean = tf.reduce_mean(images, axis=[1, 2])
+    brightness = tf.random.uniform([n, 1, 1], -25.0, 25.0)
+    contrast = tf.random.uniform([n, 1, 1], 0.75, 1.25)
+    saturation = tf.random.uniform([n, 1, 1], 0.75, 1.25)
+    mix = saturation * tf.eye(3) + (1 - saturation) / 3  # (B, 3, 3): row k says what input channel k adds
+    offset = tf.linalg.matmul((1 - contrast) * mean[:, None, :] + brightness, mix)[:, None, :, :]  # (B, 1, 1, 3)
+    gain = (contrast * mix)[:, None, None, :, :]  # (B, 1, 1, 3, 3)
+    out = offset + sum(images[..., k:k + 1] * gain[..., k, :] for k in range(3))
+    return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def augment_batch(images, boxes, valid, config: AugmentConfig = AugmentConfig()):
+    """Random flip, a box-keeping crop (1/3), a zoom-out (1/3) or neither, then colour jitter."""
+    n = tf.shape(images)[0]
+    mean = tf.reduce_mean(tf.cast(images[:, ::4, ::4], tf.float32), axis=[1, 2])  # for the contrast; a sample of the pixels is enough
+    if config.flip or config.crop or config.zoom_out > 1:
+        windows = tf.tile(tf.constant([IDENTITY]), [n, 1])
+        choice = tf.random.uniform([n, 1])
         if config.crop:
-            image, boxes = tf.cond(choice < 1 / 3, lambda: crop_to_window(image, boxes, random_box_keeping_window(boxes)),
-                                   lambda: (image, boxes))
+            windows = tf.where(choice < 1 / 3, box_keeping_windows(boxes, valid), windows)
         if config.zoom_out > 1:
-            factor = tf.random.uniform([], 1.0, config.zoom_out)
-            image, boxes = tf.cond(choice > 2 / 3, lambda: zoom_out(image, boxes, factor), lambda: (image, boxes))
+            windows = tf.where(choice > 2 / 3, zoom_out_windows(n, config.zoom_out), windows)
+        flip = tf.random.uniform([n]) < 0.5 if config.flip else tf.zeros([n], tf.bool)
+        images, boxes = resample(images, boxes, windows, flip)
     if config.colour:
-        image = colour_jitter(image)
-    return image, boxes
+        images = colour_jitter(images, mean)
+    return tf.cast(images, tf.float32), tf.where(valid[..., None], boxes, 0.0)
