@@ -112,7 +112,7 @@ def main() -> None:
         print(f"(a) training input pipeline: {ours_ips:8.0f} img/s   bare tf.data: {bare_ips:8.0f} img/s   "
               f"ratio {ours_ips / bare_ips:.2f}x (target >= 0.8x)")
 
-        model, _ = build_localizer(spec, 128, 5, width=0.5, class_pooling="max")
+        model, _ = build_localizer(spec, 128, 5, width=0.5, class_head="max", box_head="attention")
         compile_localizer(model, make_optimizer("adam", 1e-3), 0.8, 0.2)
         xs, ys_class, ys_box = [], [], []
         for x, y in ours:

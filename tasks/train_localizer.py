@@ -46,8 +46,7 @@ def run(cfg: Config) -> None:
     spec = BACKBONES.get(cfg.backbone.name)
     keras.utils.set_random_seed(tcfg.seed)
     model, backbone = build_localizer(spec, meta["image_size"], len(meta["classes"]), cfg.backbone.width,
-                                      str(BACKBONE_WEIGHTS), tcfg.class_pooling, tcfg.box_pooling,
-                                      tcfg.box_feature_stride, tcfg.box_hidden_units)
+                                      str(BACKBONE_WEIGHTS), tcfg.class_head, tcfg.box_head)
     train = localizer_dataset(PROCESSED_DIR, "train", tcfg.batch_size, spec.preprocess_input, True, tcfg.seed,
                               augment_config=AugmentConfig() if tcfg.augment else None)
     valid = (localizer_dataset(PROCESSED_DIR, "valid", tcfg.batch_size, spec.preprocess_input, False)

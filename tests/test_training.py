@@ -37,9 +37,10 @@ def data(n=64, seed=0):
     return x, y
 
 
-def config(frozen=2, finetune=3):
+def config(frozen=2, finetune=3, schedule="constant"):
     return TrainLocalizerConfig(frozen={"epochs": frozen, "learning_rate": 0.05},
-                                finetune={"epochs": finetune, "learning_rate": 0.01}, batch_size=16)
+                                finetune={"epochs": finetune, "learning_rate": 0.01, "schedule": schedule},
+                                batch_size=16)
 
 
 def test_phases_freeze_then_unfreeze_and_keep_batchnorm_in_inference_mode(tmp_path):
@@ -65,6 +66,7 @@ def test_phases_freeze_then_unfreeze_and_keep_batchnorm_in_inference_mode(tmp_pa
     for before, after in zip(stats, bn.weights):  # gamma, beta, moving mean and variance
         np.testing.assert_array_equal(before, after.numpy())  # BatchNorm stayed in inference mode
     assert len(history["loss"]) == 5
+    np.testing.assert_allclose(history["learning_rate"], [0.05, 0.05, 0.01, 0.01, 0.01], rtol=1e-6)
 
 
 def test_interrupted_training_resumes_where_it_stopped(tmp_path):
@@ -81,16 +83,29 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path):
     keras.utils.set_random_seed(0)
     model, backbone = build_localizer(SPEC, SIZE, 3)
     with pytest.raises(KeyboardInterrupt):
-        train_two_phase(model, backbone, ds, None, config(), tmp_path / "ckpt", "f1",
+        train_two_phase(model, backbone, ds, None, config(schedule="cosine"), tmp_path / "ckpt", "f1",
                         callbacks_for_phase=lambda phase: [Crash()])
     assert epochs_run == [0, 1, 2, 3]
 
     keras.utils.set_random_seed(0)
     model, backbone = build_localizer(SPEC, SIZE, 3)  # a fresh process would start like this
-    history = train_two_phase(model, backbone, ds, None, config(), tmp_path / "ckpt", "f1",
+    history = train_two_phase(model, backbone, ds, None, config(schedule="cosine"), tmp_path / "ckpt", "f1",
                               callbacks_for_phase=lambda phase: [Crash()])
     assert epochs_run == [0, 1, 2, 3, 4]  # the frozen phase was done; the fine-tune resumed after epoch 3
     assert len(history["loss"]) == 1
+    # the cosine decay picked up at the fine-tune's third epoch of three, not from its start
+    np.testing.assert_allclose(history["learning_rate"], [0.01 * 0.5 * (1 + np.cos(np.pi * 2 / 3))], rtol=1e-6)
+
+
+def test_learning_rate_warms_up_then_decays():
+    from visionflow.config import PhaseConfig
+    from visionflow.training import learning_rate_schedule
+
+    phase = PhaseConfig(epochs=6, learning_rate=0.3, schedule="cosine", warmup_epochs=2)
+    schedule = learning_rate_schedule(phase, first_epoch=10)
+    rates = [schedule.schedule(epoch, 0.0) for epoch in range(10, 16)]
+    np.testing.assert_allclose(rates, [0.1, 0.2, 0.3, 0.3 * 0.5 * (1 + np.cos(np.pi / 4)), 0.15,
+                                       0.3 * 0.5 * (1 + np.cos(np.pi * 3 / 4))], rtol=1e-9)
 
 
 def test_a_changed_fingerprint_starts_over(tmp_path):
@@ -111,8 +126,9 @@ def test_box_iou_metric_by_hand():
     assert float(sqrt_cxcywh_iou(true, true)[0]) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_localizer_outputs_are_named_and_model_round_trips(tmp_path):
-    model, _ = build_localizer(SPEC, SIZE, 3)
+@pytest.mark.parametrize("class_head,box_head", [("avg", "pooled"), ("max", "flatten"), ("attention", "attention")])
+def test_localizer_outputs_are_named_and_model_round_trips(tmp_path, class_head, box_head):
+    model, _ = build_localizer(SPEC, SIZE, 3, class_head=class_head, box_head=box_head)
     out = model.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
     assert set(out) == {"class", "box"} and out["class"].shape == (2, 3) and out["box"].shape == (2, 4)
     compile_localizer(model, make_optimizer("sgd", 0.01), 0.8, 0.2)
@@ -128,15 +144,63 @@ def test_localizer_outputs_are_named_and_model_round_trips(tmp_path):
     fresh = load_in_plain_keras(path)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert "BoxIoU" in load_in_plain_keras(compiled_path).stderr  # the training model would not load
-    np.testing.assert_allclose(again.predict(np.ones((1, SIZE, SIZE, 3), "float32"), verbose=0)["box"],
-                               model.predict(np.ones((1, SIZE, SIZE, 3), "float32"), verbose=0)["box"], rtol=1e-5)
+    x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(again.predict(x, verbose=0)["box"], model.predict(x, verbose=0)["box"], rtol=1e-5)
 
 
-def test_box_head_reads_the_finer_feature_map_when_asked():
-    coarse, _ = build_localizer(SPEC, SIZE, 3)
-    fine, _ = build_localizer(SPEC, SIZE, 3, box_feature_stride=16)
-    assert coarse.get_layer("box_conv").input.shape[1:3] == (4, 4)
-    assert fine.get_layer("box_conv").input.shape[1:3] == (8, 8)  # the tiny backbone's "stride16_layer"
+def attention_head_on(fine_map, channels=64):
+    """The attention box head alone (one 3x3 convolution), on a given 1/16 feature map."""
+    from visionflow.models.heads import FeatureMaps, attention_box_head
+
+    inputs = keras.Input(fine_map.shape[1:])
+    return keras.Model(inputs, attention_box_head(FeatureMaps(fine=inputs, coarse=None), 3, channels, depth=1))
+
+
+def test_attention_head_reads_the_box_off_the_cell_it_attends_to():
+    """Peak the attention on cell (row 1, col 2) of a 4x4 map: centre = corner + offset / 4, size as predicted there."""
+    fine = np.zeros((1, 4, 4, 2), "float32")
+    fine[0, 1, 2, 0] = 1.0
+    model = attention_head_on(fine)
+    conv = model.get_layer("box_conv0")
+    kernel = np.zeros(conv.get_weights()[0].shape, "float32")
+    kernel[1, 1, 0, 0] = 1.0  # channel 0 of h copies channel 0 of the map at the same cell
+    conv.set_weights([kernel, np.zeros_like(conv.get_weights()[1])])
+    logits = np.zeros((1, 1, 64, 1), "float32")
+    logits[0, 0, 0, 0] = 50.0  # attend where h[0] is on: that one cell
+    model.get_layer("box_where_logits").set_weights([logits, np.zeros(1, "float32")])
+    model.get_layer("box_offsets").set_weights([np.zeros((1, 1, 64, 2), "float32"), np.array([0.0, 1.0], "float32")])
+    sizes = np.zeros((1, 1, 64, 2), "float32")
+    sizes[0, 0, 0] = [0.3, 0.5]  # at the attended cell h[0] = 1: sqrt w 0.3, sqrt h 0.5; zero elsewhere
+    model.get_layer("box_sizes").set_weights([sizes, np.zeros(2, "float32")])
+    box = model.predict(fine, verbose=0)[0]
+    offset = 1 / (1 + np.exp(-np.array([0.0, 1.0])))  # logistic offsets inside the cell
+    np.testing.assert_allclose(box[:2], (np.array([2, 1]) + offset) / 4, atol=1e-4)
+    np.testing.assert_allclose(box[2:], [0.3, 0.5], atol=1e-4)
+
+
+def test_attention_head_is_translation_equivariant():
+    """The same pattern one cell to the right moves the centre by one cell and keeps the size."""
+    rng = np.random.default_rng(0)
+    patch = rng.normal(size=(3, 3, 8)).astype("float32")
+    a, b = np.zeros((1, 8, 8, 8), "float32"), np.zeros((1, 8, 8, 8), "float32")
+    a[0, 2:5, 2:5], b[0, 2:5, 3:6] = patch, patch
+    model = attention_head_on(a)
+    logits = model.get_layer("box_where_logits")
+    logits.set_weights([logits.get_weights()[0] * 0 + 20.0, np.zeros(1, "float32")])  # attend where h is largest
+    box_a, box_b = model.predict(np.concatenate([a, b]), verbose=0)
+    np.testing.assert_allclose(box_b[0] - box_a[0], 1 / 8, atol=1e-3)
+    np.testing.assert_allclose(box_b[1:], box_a[1:], atol=1e-3)
+
+
+def test_every_head_is_in_the_registries_and_unknown_names_are_config_errors():
+    from visionflow.config import ConfigError, parse_config
+    from visionflow.models.heads import BOX_HEADS, CLASS_HEADS
+
+    assert {"avg", "max"} <= set(CLASS_HEADS.names()) and {"pooled", "flatten", "attention"} <= set(BOX_HEADS.names())
+    with pytest.raises(ConfigError, match="train_localizer.box_head: 'yolo' is not in the box_heads registry"):
+        parse_config({"train_localizer": {"box_head": "yolo"}})
+    with pytest.raises(ConfigError, match="train_localizer.class_head: attention needs box_head: attention"):
+        parse_config({"train_localizer": {"class_head": "attention", "box_head": "pooled"}})
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "xception", "resnet50", "resnet50_v2", "efficientnet_b0"])

@@ -68,7 +68,9 @@ class PretrainConfig(Section):
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(0.001, gt=0)
-    crop_size: int = Field(48, ge=16, le=1024)  # object crops are resized to this (at least the backbone's minimum)
+    # the side, in pixels of the preprocessed image, of the crop around each object
+    # (larger objects get a larger crop, shrunk to this); at least the backbone's minimum
+    crop_size: int = Field(48, ge=16, le=1024)
 
 
 class BackboneConfig(Section):
@@ -80,9 +82,13 @@ class BackboneConfig(Section):
 
 
 class PhaseConfig(Section):
+    """One training phase. ``warmup_epochs`` count within ``epochs``."""
+
     epochs: int = Field(..., ge=0)
     optimizer: Literal["sgd", "adam"] = "sgd"
     learning_rate: float = Field(..., gt=0)
+    schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 over the phase
+    warmup_epochs: int = Field(0, ge=0)  # ramp up linearly to learning_rate over the phase's first epochs
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
 
 
@@ -97,10 +103,8 @@ class TrainLocalizerConfig(Section):
     frozen: PhaseConfig = PhaseConfig(epochs=3, learning_rate=0.2)
     finetune: PhaseConfig = PhaseConfig(epochs=8, learning_rate=0.01)
     loss_weights: LossWeights = LossWeights()
-    class_pooling: Literal["avg", "max"] = "avg"
-    box_pooling: Literal["avg", "flatten"] = "flatten"
-    box_feature_stride: Literal[16, 32] = 32
-    box_hidden_units: int = Field(0, ge=0, le=4096)
+    class_head: str = "avg"  # a name in the class-head registry
+    box_head: str = "pooled"  # a name in the box-head registry
     augment: bool = False  # flip, box-keeping crop, zoom-out and colour jitter of training images
     seed: int = 42
 
@@ -170,6 +174,15 @@ def _validate_plugins(cfg: Config, source: str) -> None:
         fail("backbone.name", str(e))
     if cfg.preprocess.image_size < spec.min_size:
         fail("preprocess.image_size", f"{cfg.backbone.name} needs at least {spec.min_size}, got {cfg.preprocess.image_size}")
+    from visionflow.models.heads import BOX_HEADS, CLASS_HEADS
+
+    for key, registry in (("class_head", CLASS_HEADS), ("box_head", BOX_HEADS)):
+        try:
+            registry.get(getattr(cfg.train_localizer, key))
+        except RegistryError as e:
+            fail(f"train_localizer.{key}", str(e))
+    if cfg.train_localizer.class_head == "attention" and cfg.train_localizer.box_head != "attention":
+        fail("train_localizer.class_head", "attention needs box_head: attention, which says where to look")
     init = cfg.backbone.init
     if init not in ("imagenet", "pretrain", "none") and not Path(init).is_file():
         fail("backbone.init", f"must be imagenet, pretrain, none or an existing weights file; {init!r} does not exist")

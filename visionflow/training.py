@@ -9,6 +9,7 @@ keep their weights, and all of it is dropped when the inputs (the fingerprint) c
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,27 @@ class ResumeState:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def learning_rate_schedule(phase: PhaseConfig, first_epoch: int):
+    """The phase's learning rate per epoch: a linear warm-up, then constant or a cosine decay towards 0.
+
+    The warm-up spares a freshly unfrozen backbone the full rate while the new heads'
+    gradients are still large. Keyed on the epoch number, not the optimizer's step
+    count, so a resumed phase picks the schedule up where it stopped; the rate is
+    logged with the epoch's metrics.
+    """
+    warmup = min(phase.warmup_epochs, phase.epochs - 1)
+
+    def rate(epoch: int, _current: float) -> float:
+        k = epoch - first_epoch
+        if k < warmup:
+            return phase.learning_rate * (k + 1) / (warmup + 1)
+        if phase.schedule == "constant":
+            return phase.learning_rate
+        return phase.learning_rate * 0.5 * (1 + math.cos(math.pi * (k - warmup) / (phase.epochs - warmup)))
+
+    return keras.callbacks.LearningRateScheduler(rate)
+
+
 def train_two_phase(model, backbone, train_ds, valid_ds, cfg: TrainLocalizerConfig, checkpoint_dir: Path,
                     fingerprint: str, callbacks_for_phase=lambda phase: []) -> dict[str, list[float]]:
     """Fit ``model`` phase by phase; returns the per-epoch history of the phases that ran."""
@@ -77,8 +99,9 @@ def train_two_phase(model, backbone, train_ds, valid_ds, cfg: TrainLocalizerConf
             model.load_weights(state.weights_path(phase.name))
         elif phase.config.epochs > 0:
             backup = keras.callbacks.BackupAndRestore(str(state.dir / phase.name))
+            schedule = learning_rate_schedule(phase.config, epoch)
             fit = model.fit(train_ds, validation_data=valid_ds, initial_epoch=epoch, epochs=end, verbose=2,
-                            callbacks=[backup, *callbacks_for_phase(phase.name)])
+                            callbacks=[backup, schedule, *callbacks_for_phase(phase.name)])
             for key, values in fit.history.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
             state.mark_done(phase.name, model)

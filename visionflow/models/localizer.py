@@ -47,46 +47,26 @@ def sqrt_cxcywh_iou(y_true, y_pred):
     return tf.math.divide_no_nan(inter, union)
 
 
-BOX_HEAD_CHANNELS = 32
-
-
 def build_localizer(spec: BackboneSpec, image_size: int, num_classes: int, width: float = 1.0,
-                    backbone_weights: str | None = None, class_pooling: str = "avg", box_pooling: str = "flatten",
-                    box_feature_stride: int = 32, box_hidden_units: int = 0):
+                    backbone_weights: str | None = None, class_head: str = "avg", box_head: str = "pooled"):
     """Returns ``(model, backbone)``; load ``backbone_weights`` (a ``.weights.h5``) if given.
 
-    ``class_pooling``: ``"avg"`` is Géron's head; ``"max"`` suits small objects, whose
-    features an average over the whole map dilutes. ``box_pooling="flatten"`` keeps the
-    feature map's layout for the box head (a 1x1 convolution first narrows it), which
-    locates far better than ``"avg"``, Géron's variant. ``box_feature_stride=16`` feeds
-    the box head the backbone's 1/16-resolution features instead of its final 1/32 ones:
-    at 128 px that is an 8x8 map instead of 4x4, so coordinates are read off finer cells.
-    ``box_hidden_units`` > 0 puts a ReLU layer before the box output, which is linear as
-    in Géron's head (a sigmoid saturates and slows the regression).
+    The heads are chosen by name from :mod:`visionflow.models.heads`; both see the
+    backbone's 1/16 and 1/32 feature maps. ``avg`` + ``pooled`` is Géron's model.
     """
+    from visionflow.models.heads import BOX_HEADS, CLASS_HEADS, FeatureMaps
+
     backbone = spec.build(image_size, weights=None, width=width)
     if backbone_weights:
         backbone.load_weights(backbone_weights)
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    if box_feature_stride == 16:
-        both = keras.Model(backbone.input, [backbone.get_layer(spec.stride16_layer).output, backbone.output],
-                           name=f"{backbone.name}_strides_16_32")
-        box_features, features = both(inputs, training=False)
-    else:
-        features = backbone(inputs, training=False)
-        box_features = features
-    pool = keras.layers.GlobalMaxPooling2D if class_pooling == "max" else keras.layers.GlobalAveragePooling2D
-    class_out = keras.layers.Dense(num_classes, activation="softmax", name="class")(pool(name="class_pool")(features))
-    if box_pooling == "flatten":
-        narrow = keras.layers.Conv2D(BOX_HEAD_CHANNELS, 1, activation="relu", name="box_conv")(box_features)
-        box_in = keras.layers.Flatten(name="box_flatten")(narrow)
-    else:
-        box_in = keras.layers.GlobalAveragePooling2D(name="box_pool")(box_features)
-    if box_hidden_units:
-        box_in = keras.layers.Dense(box_hidden_units, activation="relu", name="box_hidden")(box_in)
-    box_out = keras.layers.Dense(4, name="box")(box_in)
-    model = keras.Model(inputs, {"class": class_out, "box": box_out}, name="localizer")
-    return model, backbone
+    both = keras.Model(backbone.input, [backbone.get_layer(spec.stride16_layer).output, backbone.output],
+                       name=f"{backbone.name}_strides_16_32")
+    fine, coarse = both(inputs, training=False)
+    maps = FeatureMaps(fine=fine, coarse=coarse)
+    box = BOX_HEADS.get(box_head)(maps, num_classes)  # first: it may tell the class head where to look
+    outputs = {"class": CLASS_HEADS.get(class_head)(maps, num_classes), "box": box}
+    return keras.Model(inputs, outputs, name="localizer"), backbone
 
 
 def batchnorm_layers(model) -> list:
@@ -101,8 +81,8 @@ def set_backbone_trainable(backbone, trainable: bool) -> None:
         layer.trainable = False
 
 
-def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9, clipnorm: float | None = 1.0):
-    """SGD with momentum (Géron's choice) or Adam.
+def make_optimizer(name: str, learning_rate, momentum: float = 0.9, clipnorm: float | None = 1.0):
+    """SGD with momentum (Géron's choice) or Adam; ``learning_rate`` may be a schedule.
 
     Clipping the gradient norm keeps a high SGD head learning rate stable on a flattened
     feature map, which has an order of magnitude more inputs than a pooled one.

@@ -1,0 +1,42 @@
+"""Backbone pretraining crops: each object whole, at the scale the localizer sees it."""
+
+import numpy as np
+import tensorflow as tf
+
+from visionflow.models.pretrain import _object_crops
+
+SIZE = 96
+
+
+def example_with(rects):
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    for x1, y1, x2, y2 in rects:
+        image[y1:y2, x1:x2] = 255
+    boxes = np.array(rects, np.float32) / SIZE
+    return {"image": tf.constant(image), "boxes": tf.constant(boxes), "labels": tf.constant(np.arange(len(rects)))}
+
+
+def crops_of(rects, crop_size=32, draws=20):
+    tf.random.set_seed(0)
+    ex = example_with(rects)
+    return [[(c.numpy(), int(label)) for c, label in _object_crops(ex, crop_size, SIZE, lambda x: x)]
+            for _ in range(draws)]
+
+
+def test_a_small_object_is_cropped_whole_at_its_own_scale_anywhere_in_the_crop():
+    positions = set()
+    for (crop, label), in crops_of([(40, 30, 52, 40)]):  # 12 x 10 px, well under the 32 px crop
+        assert label == 0
+        ys, xs = np.nonzero(crop.mean(-1) > 127)
+        # native scale (crop_and_resize maps the window's edges to pixel centres: within 2 %)
+        assert 11 <= xs.max() - xs.min() + 1 <= 13 and 9 <= ys.max() - ys.min() + 1 <= 11
+        positions.add((xs.min(), ys.min()))
+    assert len(positions) > 10  # the object is not always centred
+
+
+def test_a_large_object_gets_a_larger_crop_shrunk_to_size():
+    for (_, _), (crop, label) in crops_of([(2, 2, 8, 8), (20, 20, 80, 80)]):
+        assert label == 1
+        ys, xs = np.nonzero(crop.mean(-1) > 127)
+        # 60 px in a crop of 1.2 x 60 = 72 px shrunk to 32: 60 * 32 / 72 = 26.7 px, all of it inside
+        assert 25 <= xs.max() - xs.min() + 1 <= 28 and 25 <= ys.max() - ys.min() + 1 <= 28
