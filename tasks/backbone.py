@@ -27,7 +27,7 @@ def initial_backbone(cfg: Config, image_size: int, num_classes: int):
         p = bcfg.pretrain
         result = pretrain_backbone(spec, PROCESSED_DIR, image_size, num_classes, bcfg.width, p.epochs,
                                    p.batch_size, p.learning_rate, p.crop_size, cfg.split.seed,
-                                   [keras_callback("pretrain")])
+                                   [keras_callback("pretrain")], crop_window=p.crop_window)
         accuracy = result.history["accuracy"][-1]
         if accuracy < CHANCE_MARGIN / num_classes:
             # From scratch, a network can sit at chance for a while before it takes off.

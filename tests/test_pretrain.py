@@ -16,10 +16,10 @@ def example_with(rects):
     return {"image": tf.constant(image), "boxes": tf.constant(boxes), "labels": tf.constant(np.arange(len(rects)))}
 
 
-def crops_of(rects, crop_size=32, draws=20):
+def crops_of(rects, crop_size=32, crop_window=32, draws=20):
     tf.random.set_seed(0)
     ex = example_with(rects)
-    return [[(c.numpy(), int(label)) for c, label in _object_crops(ex, crop_size, SIZE, lambda x: x)]
+    return [[(c.numpy(), int(label)) for c, label in _object_crops(ex, crop_size, crop_window, SIZE, lambda x: x)]
             for _ in range(draws)]
 
 
@@ -40,3 +40,9 @@ def test_a_large_object_gets_a_larger_crop_shrunk_to_size():
         ys, xs = np.nonzero(crop.mean(-1) > 127)
         # 60 px in a crop of 1.2 x 60 = 72 px shrunk to 32: 60 * 32 / 72 = 26.7 px, all of it inside
         assert 25 <= xs.max() - xs.min() + 1 <= 28 and 25 <= ys.max() - ys.min() + 1 <= 28
+
+
+def test_a_wider_window_is_shrunk_to_the_crop_size():
+    for (crop, _), in crops_of([(40, 30, 60, 46)], crop_size=32, crop_window=64):  # 20 x 16 px at half scale
+        ys, xs = np.nonzero(crop.mean(-1) > 127)
+        assert 9 <= xs.max() - xs.min() + 1 <= 11 and 7 <= ys.max() - ys.min() + 1 <= 9

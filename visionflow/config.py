@@ -68,9 +68,10 @@ class PretrainConfig(Section):
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(0.001, gt=0)
-    # the side, in pixels of the preprocessed image, of the crop around each object
-    # (larger objects get a larger crop, shrunk to this); at least the backbone's minimum
-    crop_size: int = Field(48, ge=16, le=1024)
+    crop_size: int = Field(48, ge=16, le=1024)  # the crops' side as the backbone sees them (at least its minimum)
+    # how much of the preprocessed image, in pixels, a crop covers around its object (more
+    # for objects larger than 1/1.2 of it); resized to crop_size. None: crop_size (native scale)
+    crop_window: int | None = Field(None, ge=16, le=4096)
 
 
 class BackboneConfig(Section):

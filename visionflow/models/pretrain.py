@@ -39,18 +39,18 @@ class PretrainResult:
     history: dict[str, list[float]]
 
 
-def _object_crops(example, crop_size: int, image_size: int, preprocess_input):
+def _object_crops(example, crop_size: int, crop_window: int, image_size: int, preprocess_input):
     """One random square crop holding each object (boxes normalised xyxy), with its label.
 
-    The crop's side is ``crop_size`` pixels, or ``CROP_MARGIN`` times the object's longer
-    side if that is more (then the crop is shrunk to ``crop_size``); the object lies at a
+    The crop covers ``crop_window`` pixels of the image, or ``CROP_MARGIN`` times the
+    object's longer side if that is more, resized to ``crop_size``; the object lies at a
     uniformly random place inside it.
     """
     boxes, labels = example["boxes"], example["labels"][: tf.shape(example["boxes"])[0]]
     n = tf.shape(boxes)[0]
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     longest = tf.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    side = tf.maximum(crop_size / image_size, CROP_MARGIN * longest)
+    side = tf.maximum(crop_window / image_size, CROP_MARGIN * longest)
     room = (side - longest) / 2  # how far the crop's centre may move with the object still inside
     shift = tf.random.uniform([n, 2], -1.0, 1.0) * room[:, None]
     cx, cy = cx + shift[:, 0], cy + shift[:, 1]
@@ -60,12 +60,13 @@ def _object_crops(example, crop_size: int, image_size: int, preprocess_input):
     return tf.data.Dataset.from_tensor_slices((crops, labels))
 
 
-def crop_dataset(processed_dir: Path, crop_size: int, image_size: int, batch_size: int, preprocess_input, seed: int):
+def crop_dataset(processed_dir: Path, crop_size: int, crop_window: int, image_size: int, batch_size: int,
+                 preprocess_input, seed: int):
     files = split_files(processed_dir, "train")
     ds = tf.data.TFRecordDataset(files).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.filter(lambda ex: tf.shape(ex["boxes"])[0] > 0)
     ds = ds.cache().shuffle(4096, seed=seed)  # cache the decoded images; crops are drawn anew each epoch
-    ds = ds.flat_map(lambda ex: _object_crops(ex, crop_size, image_size, preprocess_input))
+    ds = ds.flat_map(lambda ex: _object_crops(ex, crop_size, crop_window, image_size, preprocess_input))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -92,7 +93,7 @@ def recalibrate_batchnorm(backbone, batches, momentum: float = PRETRAIN_BN_MOMEN
 
 def pretrain_backbone(spec: BackboneSpec, processed_dir: Path, image_size: int, num_classes: int,
                       width: float, epochs: int, batch_size: int, learning_rate: float, crop_size: int, seed: int,
-                      callbacks: list | None = None) -> PretrainResult:
+                      callbacks: list | None = None, crop_window: int | None = None) -> PretrainResult:
     """Train ``spec`` from scratch on training-split object crops; return it sized for ``image_size``."""
     keras.utils.set_random_seed(seed)
     crop_size = max(spec.min_size, crop_size)
@@ -101,7 +102,8 @@ def pretrain_backbone(spec: BackboneSpec, processed_dir: Path, image_size: int, 
         layer.momentum = PRETRAIN_BN_MOMENTUM
     classifier.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                        metrics=["accuracy"])
-    data = crop_dataset(processed_dir, crop_size, image_size, batch_size, spec.preprocess_input, seed)
+    data = crop_dataset(processed_dir, crop_size, crop_window or crop_size, image_size, batch_size,
+                        spec.preprocess_input, seed)
     history = classifier.fit(data, epochs=epochs, verbose=2, callbacks=callbacks or [])
     # Convolution weights do not depend on the input size: move them to a full-size backbone.
     backbone = spec.build(image_size, weights=None, width=width)
