@@ -81,8 +81,8 @@ def set_backbone_trainable(backbone, trainable: bool) -> None:
         layer.trainable = False
 
 
-def make_optimizer(name: str, learning_rate, momentum: float = 0.9, clipnorm: float | None = 1.0):
-    """SGD with momentum (Géron's choice) or Adam; ``learning_rate`` may be a schedule.
+def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9, clipnorm: float | None = 1.0):
+    """SGD with momentum (Géron's choice) or Adam.
 
     Clipping the gradient norm keeps a high SGD head learning rate stable on a flattened
     feature map, which has an order of magnitude more inputs than a pooled one.
