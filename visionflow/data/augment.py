@@ -135,7 +135,8 @@ def colour_jitter(images, mean=None):
 def augment_batch(images, boxes, valid, config: AugmentConfig = AugmentConfig()):
     """Random flip, a box-keeping crop (1/3), a zoom-out (1/3) or neither, then colour jitter."""
     n = tf.shape(images)[0]
-    mean = tf.reduce_mean(tf.cast(images[:, ::4, ::4], tf.float32), axis=[1, 2])  # for the contrast; a sample of the pixels is enough
+    if config.colour:  # the contrast's channel means, from the image before geometry; every 4th pixel is enough
+        mean = tf.reduce_mean(tf.cast(images[:, ::4, ::4], tf.float32), axis=[1, 2])
     if config.flip or config.crop or config.zoom_out > 1:
         windows = tf.tile(tf.constant([IDENTITY]), [n, 1])
         choice = tf.random.uniform([n, 1])
