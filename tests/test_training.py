@@ -192,6 +192,23 @@ def test_attention_head_is_translation_equivariant():
     np.testing.assert_allclose(box_b[1:], box_a[1:], atol=1e-3)
 
 
+def test_the_class_loss_reads_where_the_box_head_looks_but_does_not_train_it():
+    """Only the box loss trains the box head; the class loss still trains the backbone and the class layer."""
+    model, backbone = build_localizer(SPEC, SIZE, 3, class_head="attention", box_head="attention")
+    x, y = data(8)
+    with tf.GradientTape(persistent=True) as tape:
+        out = model(x, training=False)
+        class_loss = keras.losses.sparse_categorical_crossentropy(y["class"], out["class"])
+        box_loss = keras.losses.mean_squared_error(y["box"], out["box"])
+    box_head = [w for layer in ("box_conv0", "box_conv1", "box_where_logits")
+                for w in model.get_layer(layer).trainable_weights]
+    for weight, grad in zip(box_head, tape.gradient(class_loss, box_head)):
+        assert grad is None or not np.any(grad.numpy()), weight.path
+    assert all(np.any(g.numpy()) for g in tape.gradient(box_loss, box_head))
+    shared = [backbone.get_layer("stride4").kernel, model.get_layer("class").kernel]
+    assert all(np.any(g.numpy()) for g in tape.gradient(class_loss, shared))
+
+
 def test_every_head_is_in_the_registries_and_unknown_names_are_config_errors():
     from visionflow.config import ConfigError, parse_config
     from visionflow.models.heads import BOX_HEADS, CLASS_HEADS

@@ -55,11 +55,17 @@ def attention_class_head(maps: FeatureMaps, num_classes: int):
     """Max-pooled 1/32 features beside the 1/16 features pooled where the box head looks.
 
     Needs a box head that sets ``maps.where`` (``attention``); the localizer builds the
-    box head first. The box loss teaches where the object is, and the class is read there.
+    box head first. The box loss alone teaches where the object is, and the class is read
+    there: with the class loss weighted 0.8 against the box's 0.2, letting it train the
+    box head's weights as well drew them off the object's centre (measured: mean IoU
+    0.50 with, 0.60 without, same backbone and 2 + 10 epochs).
     """
     if maps.where is None:
         raise ValueError("class head 'attention' needs a box head that locates the object (box_head: attention)")
-    looked_at = _weighted_sum(maps.fine, maps.where, "class_attended")
+    # The class loss reads the box head's weights but does not train them: at 0.8 against
+    # 0.2 it would otherwise steer them to wherever the class is easiest to read.
+    where = keras.ops.stop_gradient(maps.where)
+    looked_at = _weighted_sum(maps.fine, where, "class_attended")
     pooled = L.Concatenate(name="class_features")([L.GlobalMaxPooling2D(name="class_pool")(maps.coarse), looked_at])
     return _softmax_out(pooled, num_classes)
 
