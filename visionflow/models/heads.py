@@ -62,10 +62,7 @@ def attention_class_head(maps: FeatureMaps, num_classes: int):
     """
     if maps.where is None:
         raise ValueError("class head 'attention' needs a box head that locates the object (box_head: attention)")
-    # The class loss reads the box head's weights but does not train them: at 0.8 against
-    # 0.2 it would otherwise steer them to wherever the class is easiest to read.
-    where = keras.ops.stop_gradient(maps.where)
-    looked_at = _weighted_sum(maps.fine, where, "class_attended")
+    looked_at = _weighted_sum(maps.fine, keras.ops.stop_gradient(maps.where), "class_attended")
     pooled = L.Concatenate(name="class_features")([L.GlobalMaxPooling2D(name="class_pool")(maps.coarse), looked_at])
     return _softmax_out(pooled, num_classes)
 
