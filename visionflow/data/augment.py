@@ -6,11 +6,13 @@ Each image draws its own flip, window and colours, but the work is two passes ov
 the batch: per image, a dozen small ops cost more than decoding the JPEG, and so does
 every extra pass over a batch (see ``benchmarks/input_pipeline.py``).
 
-- Geometry is one ``crop_and_resize`` over the batch. Each image's window is the whole
+- Geometry is one separable bilinear resample over the batch (:func:`resample`, made of
+  gathers; it matches ``tf.image.crop_and_resize``). Each image's window is the whole
   image, a zoom-in that keeps every box whole, or a zoom-out onto a gray canvas (scale
   jitter); a horizontal flip is the same window read right to left.
 - Colour jitter (brightness, contrast, saturation) is affine in RGB, so it is one 3x3
-  matrix and offset per image, applied in one ``einsum``.
+  matrix and offset per image, written channel by channel so that XLA fuses it with
+  the resample.
 Output images are float32 at their input size, so the batch shape never changes.
 """
 
