@@ -46,7 +46,7 @@ def run(cfg: Config) -> None:
     spec = BACKBONES.get(cfg.backbone.name)
     keras.utils.set_random_seed(tcfg.seed)
     model, backbone = build_localizer(spec, meta["image_size"], len(meta["classes"]), cfg.backbone.width,
-                                      str(BACKBONE_WEIGHTS), tcfg.class_head, tcfg.box_head)
+                                      str(BACKBONE_WEIGHTS), tcfg.class_head, tcfg.box_head, tcfg.class_gradient)
     train = localizer_dataset(PROCESSED_DIR, "train", tcfg.batch_size, spec.preprocess_input, True, tcfg.seed,
                               augment_config=AugmentConfig() if tcfg.augment else None)
     valid = (localizer_dataset(PROCESSED_DIR, "valid", tcfg.batch_size, spec.preprocess_input, False)
@@ -58,7 +58,7 @@ def run(cfg: Config) -> None:
                                   callbacks_for_phase=lambda phase: [keras_callback(phase)])
         LOCALIZER_MODEL.parent.mkdir(parents=True, exist_ok=True)
         tmp = LOCALIZER_MODEL.with_name(".tmp-" + LOCALIZER_MODEL.name)
-        served = inference_model(model)
+        served = inference_model(model, tcfg.flip_average)
         served.save(tmp)
         tmp.replace(LOCALIZER_MODEL)
         final = {k: v[-1] for k, v in history.items()}

@@ -126,14 +126,17 @@ def test_box_iou_metric_by_hand():
     assert float(sqrt_cxcywh_iou(true, true)[0]) == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("class_head,box_head", [("avg", "pooled"), ("max", "flatten"), ("attention", "attention")])
-def test_localizer_outputs_are_named_and_model_round_trips(tmp_path, class_head, box_head):
-    model, _ = build_localizer(SPEC, SIZE, 3, class_head=class_head, box_head=box_head)
+@pytest.mark.parametrize("class_head,box_head,class_gradient,flip", [
+    ("avg", "pooled", 1.0, False), ("max", "flatten", 1.0, False), ("attention", "attention", 1.0, False),
+    ("attention", "attention", 0.01, True)])
+def test_localizer_outputs_are_named_and_model_round_trips(tmp_path, class_head, box_head, class_gradient, flip):
+    model, _ = build_localizer(SPEC, SIZE, 3, class_head=class_head, box_head=box_head, class_gradient=class_gradient)
     out = model.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
     assert set(out) == {"class", "box"} and out["class"].shape == (2, 3) and out["box"].shape == (2, 4)
     compile_localizer(model, make_optimizer("sgd", 0.01), 0.8, 0.2)
     path, compiled_path = tmp_path / "m.keras", tmp_path / "compiled.keras"
-    inference_model(model).save(path)
+    served = inference_model(model, flip_average=flip)
+    served.save(path)
     model.save(compiled_path)
     again = keras.saving.load_model(path)
 
@@ -145,7 +148,23 @@ def test_localizer_outputs_are_named_and_model_round_trips(tmp_path, class_head,
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert "BoxIoU" in load_in_plain_keras(compiled_path).stderr  # the training model would not load
     x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3)).astype("float32")
-    np.testing.assert_allclose(again.predict(x, verbose=0)["box"], model.predict(x, verbose=0)["box"], rtol=1e-5)
+    np.testing.assert_allclose(again.predict(x, verbose=0)["box"], served.predict(x, verbose=0)["box"], rtol=1e-5)
+
+
+def test_the_flip_averaged_model_is_the_mean_of_the_image_and_its_mirror():
+    model, _ = build_localizer(SPEC, SIZE, 3, class_head="attention", box_head="attention")
+    plain, averaged = inference_model(model), inference_model(model, flip_average=True)
+    x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3)).astype("float32")
+    seen, mirrored, both = (plain.predict(x, verbose=0), plain.predict(x[:, :, ::-1], verbose=0),
+                            averaged.predict(x, verbose=0))
+    mirrored["box"][:, 0] = 1 - mirrored["box"][:, 0]
+    for key in ("class", "box"):
+        np.testing.assert_allclose(both[key], (seen[key] + mirrored[key]) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(seen["box"], mirrored["box"])  # the untrained model is not mirror-symmetric itself
+    again = averaged.predict(x[:, :, ::-1], verbose=0)  # and the average is: mirror in, mirror out
+    np.testing.assert_allclose(again["class"], both["class"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again["box"][:, 0], 1 - both["box"][:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again["box"][:, 1:], both["box"][:, 1:], rtol=1e-5, atol=1e-6)
 
 
 def attention_head_on(fine_map, channels=64):
@@ -209,6 +228,35 @@ def test_the_class_loss_reads_where_the_box_head_looks_but_does_not_train_it():
     assert all(np.any(g.numpy()) for g in tape.gradient(class_loss, shared))
 
 
+def class_gradients(class_gradient):
+    """Gradients of the class loss on a trunk kernel and on the layer past 1/16, same weights every call."""
+    keras.utils.set_random_seed(0)
+    model, backbone = build_localizer(SPEC, SIZE, 3, class_head="attention", box_head="attention",
+                                      class_gradient=class_gradient)
+    keras.utils.set_random_seed(1)
+    for layer in model.layers:  # the heads: the same weights whatever the class gradient
+        if layer.weights and layer.name != "class" and not isinstance(layer, keras.Model):
+            layer.set_weights([np.random.default_rng(len(w.path)).normal(0, 0.3, w.shape) for w in layer.weights])
+    model.get_layer("class").set_weights([np.full((16, 3), 0.1) * np.arange(3), np.zeros(3)])
+    backbone.set_weights([np.random.default_rng(i).normal(0, 0.3, w.shape) for i, w in enumerate(backbone.weights)])
+    x, y = data(8)
+    with tf.GradientTape(persistent=True) as tape:
+        out = model(x, training=False)
+        class_loss = keras.losses.sparse_categorical_crossentropy(y["class"], out["class"])
+        box_loss = keras.losses.mean_squared_error(y["box"], out["box"])
+    watched = [backbone.get_layer("stride4").kernel, backbone.layers[-1].kernel]
+    return [g.numpy() for g in tape.gradient(class_loss, watched)], [g.numpy() for g in tape.gradient(box_loss, watched[:1])]
+
+
+def test_class_gradient_scales_what_the_class_loss_teaches_the_shared_layers_only():
+    (trunk_full, top_full), (box_full,) = class_gradients(1.0)
+    (trunk_scaled, top_scaled), (box_scaled,) = class_gradients(0.01)
+    assert np.any(trunk_full) and np.any(top_full)
+    np.testing.assert_allclose(trunk_scaled, 0.01 * trunk_full, rtol=1e-3, atol=1e-9)  # shared with the box head
+    np.testing.assert_allclose(top_scaled, top_full, rtol=1e-4, atol=1e-9)  # past 1/16: only the class reads it
+    np.testing.assert_allclose(box_scaled, box_full, rtol=1e-4, atol=1e-9)  # the box loss is untouched
+
+
 def test_every_head_is_in_the_registries_and_unknown_names_are_config_errors():
     from visionflow.config import ConfigError, parse_config
     from visionflow.models.heads import BOX_HEADS, CLASS_HEADS
@@ -226,5 +274,8 @@ def test_every_backbone_names_a_real_stride16_layer(name):
 
     spec = BACKBONES.get(name)
     backbone = spec.build(128)
-    assert backbone.get_layer(spec.stride16_layer).output.shape[1:3] == (8, 8)
+    assert spec.stride16_map(backbone).shape[1:3] == (8, 8)
     assert backbone.output.shape[1:3] == (4, 4)
+    trunk, top = spec.split(backbone)  # for class_gradient < 1
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(top(trunk(x)), backbone(x), rtol=1e-4, atol=1e-5)

@@ -13,6 +13,7 @@ non-trainable, which in Keras 3 always means inference mode.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from visionflow.models.backbones import BackboneSpec
@@ -47,12 +48,30 @@ def sqrt_cxcywh_iou(y_true, y_pred):
     return tf.math.divide_no_nan(inter, union)
 
 
+def scale_gradient(x, scale: float, name: str):
+    """``x`` unchanged going forward, ``scale`` times its gradient going back; stock layers only."""
+    if scale == 1.0:
+        return x
+    held = keras.ops.stop_gradient(x)
+    if scale == 0.0:
+        return held
+    return keras.layers.Add(name=name)([keras.layers.Rescaling(scale, name=f"{name}_passed")(x),
+                                        keras.layers.Rescaling(1.0 - scale, name=f"{name}_held")(held)])
+
+
 def build_localizer(spec: BackboneSpec, image_size: int, num_classes: int, width: float = 1.0,
-                    backbone_weights: str | None = None, class_head: str = "avg", box_head: str = "pooled"):
+                    backbone_weights: str | None = None, class_head: str = "avg", box_head: str = "pooled",
+                    class_gradient: float = 1.0):
     """Returns ``(model, backbone)``; load ``backbone_weights`` (a ``.weights.h5``) if given.
 
     The heads are chosen by name from :mod:`visionflow.models.heads`; both see the
     backbone's 1/16 and 1/32 feature maps. ``avg`` + ``pooled`` is Géron's model.
+
+    ``class_gradient`` scales the gradient that the class loss sends into the backbone's
+    layers up to the 1/16 map, which the box head reads too; the losses and their
+    weights are unchanged. With boxes normalised to 0..1 the box MSE is about a
+    thousandth of the cross-entropy, so at 1.0 those shared layers learn almost only
+    what the class needs, and the boxes stay loose.
     """
     from visionflow.models.heads import BOX_HEADS, CLASS_HEADS, FeatureMaps
 
@@ -60,12 +79,22 @@ def build_localizer(spec: BackboneSpec, image_size: int, num_classes: int, width
     if backbone_weights:
         backbone.load_weights(backbone_weights)
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    both = keras.Model(backbone.input, [backbone.get_layer(spec.stride16_layer).output, backbone.output],
-                       name=f"{backbone.name}_strides_16_32")
-    fine, coarse = both(inputs, training=False)
+    if class_gradient == 1.0:
+        both = keras.Model(backbone.input, [spec.stride16_map(backbone), backbone.output],
+                           name=f"{backbone.name}_strides_16_32")
+        fine, coarse = both(inputs, training=False)
+        class_fine = fine
+    else:
+        # The class loss trains the layers past 1/16 at full rate (only the class head reads
+        # them) and sends the scaled gradient into the layers the box head shares.
+        trunk, top = spec.split(backbone)
+        fine = trunk(inputs, training=False)
+        class_fine = scale_gradient(fine, class_gradient, "class_gradient")
+        coarse = top(class_fine, training=False)
     maps = FeatureMaps(fine=fine, coarse=coarse)
     box = BOX_HEADS.get(box_head)(maps, num_classes)  # first: it may tell the class head where to look
-    outputs = {"class": CLASS_HEADS.get(class_head)(maps, num_classes), "box": box}
+    class_maps = FeatureMaps(fine=class_fine, coarse=coarse, where=maps.where)
+    outputs = {"class": CLASS_HEADS.get(class_head)(class_maps, num_classes), "box": box}
     return keras.Model(inputs, outputs, name="localizer"), backbone
 
 
@@ -102,10 +131,26 @@ def compile_localizer(model, optimizer, class_weight: float, box_weight: float) 
     )
 
 
-def inference_model(model):
-    """The same layers and weights, uncompiled: loadable with plain Keras, no visionflow needed."""
+def inference_model(model, flip_average: bool = False):
+    """The same layers and weights, uncompiled: loadable with plain Keras, no visionflow needed.
+
+    With ``flip_average`` the model also reads the image mirrored left to right and
+    returns the mean of the two predictions: the class probabilities, and the boxes
+    with the mirrored one's centre mirrored back. This test-time augmentation costs a
+    second forward pass and needs classes that a mirror does not change.
+    """
     outputs = {name: model.get_layer(name).output for name in ("class", "box")}
-    return keras.Model(model.inputs, outputs, name=model.name)
+    plain = keras.Model(model.inputs, outputs, name=model.name)
+    if not flip_average:
+        return plain
+    L = keras.layers
+    image = keras.Input(plain.inputs[0].shape[1:], name="image")
+    seen, mirrored = plain(image), plain(keras.ops.flip(image, axis=2))
+    unmirror = L.Rescaling(np.array([-1, 1, 1, 1], "float32"), offset=np.array([1, 0, 0, 0], "float32"),
+                           name="box_mirrored_back")  # cx -> 1 - cx; cy and the sizes stay
+    averaged = {"class": L.Average(name="class")([seen["class"], mirrored["class"]]),
+                "box": L.Average(name="box")([seen["box"], unmirror(mirrored["box"])])}
+    return keras.Model(image, averaged, name=f"{model.name}_flip_averaged")
 
 
 def build_classifier(spec: BackboneSpec, image_size: int, num_classes: int, width: float = 1.0):

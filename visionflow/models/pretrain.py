@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from visionflow.data.tfrecords import parse_example, split_files
+from visionflow.data.tfrecords import parse_example, pipeline_options, split_files
 from visionflow.models.backbones import BackboneSpec
 from visionflow.models.localizer import batchnorm_layers, build_classifier
 
@@ -67,7 +67,7 @@ def crop_dataset(processed_dir: Path, crop_size: int, crop_window: int, image_si
     ds = ds.filter(lambda ex: tf.shape(ex["boxes"])[0] > 0)
     ds = ds.cache().shuffle(4096, seed=seed)  # cache the decoded images; crops are drawn anew each epoch
     ds = ds.flat_map(lambda ex: _object_crops(ex, crop_size, crop_window, image_size, preprocess_input))
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
 def full_image_batches(processed_dir: Path, batch_size: int, preprocess_input):
