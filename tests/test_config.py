@@ -28,6 +28,8 @@ def test_shipped_params_are_valid():
          "valid integer"),
         (lambda p: p["train_localizer"]["finetune"].update(learning_rate=-1), "train_localizer.finetune.learning_rate",
          "greater than 0"),
+        (lambda p: p["train_localizer"].update(class_gradient=2), "train_localizer.class_gradient",
+         "less than or equal to 1"),
         (lambda p: p["split"]["fractions"].update(test=0.2), "split.fractions", "sum to 1"),
         (lambda p: p["ingest"]["synthetic"].update(min_object_size=80), "ingest.synthetic", "min_object_size"),
         (lambda p: p["backbone"].update(name="mobilenet"), "backbone.name", "valid: "),
