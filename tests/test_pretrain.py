@@ -1,5 +1,6 @@
-"""Backbone pretraining crops: each object whole, at the scale the localizer sees it."""
+"""Backbone pretraining: crops with each object whole, at the scale the localizer sees it; BatchNorm recalibration."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -46,3 +47,19 @@ def test_a_wider_window_is_shrunk_to_the_crop_size():
     for (crop, _), in crops_of([(40, 30, 60, 46)], crop_size=32, crop_window=64):  # 20 x 16 px at half scale
         ys, xs = np.nonzero(crop.mean(-1) > 127)
         assert 9 <= xs.max() - xs.min() + 1 <= 11 and 7 <= ys.max() - ys.min() + 1 <= 9
+
+
+def test_batchnorm_recalibration_moves_only_the_moving_statistics():
+    from visionflow.models.pretrain import recalibrate_batchnorm
+
+    inputs = keras.Input((4, 4, 2))
+    bn = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(bn(inputs)))
+    kernel = model.layers[-1].kernel.numpy().copy()
+    rng = np.random.default_rng(0)
+    batches = [tf.constant(rng.normal([3.0, -1.0], [2.0, 0.5], (16, 4, 4, 2)), tf.float32) for _ in range(60)]
+    assert recalibrate_batchnorm(model, batches) == 60
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [3.0, -1.0], atol=0.1)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), [4.0, 0.25], rtol=0.1)
+    assert bn.momentum == 0.99  # put back
+    np.testing.assert_array_equal(model.layers[-1].kernel.numpy(), kernel)
