@@ -276,6 +276,6 @@ def test_every_backbone_names_a_real_stride16_layer(name):
     backbone = spec.build(128)
     assert spec.stride16_map(backbone).shape[1:3] == (8, 8)
     assert backbone.output.shape[1:3] == (4, 4)
-    trunk, top = spec.split(backbone)  # for class_gradient < 1
+    trunk, top = spec.split(backbone)  # the localizer reads the 1/16 map from the trunk
     x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype("float32")
     np.testing.assert_allclose(top(trunk(x)), backbone(x), rtol=1e-4, atol=1e-5)

@@ -106,7 +106,8 @@ class TrainLocalizerConfig(Section):
     loss_weights: LossWeights = LossWeights()
     class_head: str = "avg"  # a name in the class-head registry
     box_head: str = "pooled"  # a name in the box-head registry
-    # the share of the class loss's gradient that reaches the backbone (1: plain multi-task training)
+    # the share of the class loss's gradient that reaches the backbone layers the box head reads too
+    # (those up to the 1/16 map; 1: plain multi-task training)
     class_gradient: float = Field(1.0, ge=0, le=1)
     # the saved model averages its predictions on the image and on its mirror image
     flip_average: bool = False

@@ -79,18 +79,12 @@ def build_localizer(spec: BackboneSpec, image_size: int, num_classes: int, width
     if backbone_weights:
         backbone.load_weights(backbone_weights)
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    if class_gradient == 1.0:
-        both = keras.Model(backbone.input, [spec.stride16_map(backbone), backbone.output],
-                           name=f"{backbone.name}_strides_16_32")
-        fine, coarse = both(inputs, training=False)
-        class_fine = fine
-    else:
-        # The class loss trains the layers past 1/16 at full rate (only the class head reads
-        # them) and sends the scaled gradient into the layers the box head shares.
-        trunk, top = spec.split(backbone)
-        fine = trunk(inputs, training=False)
-        class_fine = scale_gradient(fine, class_gradient, "class_gradient")
-        coarse = top(class_fine, training=False)
+    # The class loss trains the layers past 1/16 at full rate (only the class head reads
+    # them) and sends the scaled gradient into the layers the box head shares.
+    trunk, top = spec.split(backbone)
+    fine = trunk(inputs, training=False)
+    class_fine = scale_gradient(fine, class_gradient, "class_gradient")
+    coarse = top(class_fine, training=False)
     maps = FeatureMaps(fine=fine, coarse=coarse)
     box = BOX_HEADS.get(box_head)(maps, num_classes)  # first: it may tell the class head where to look
     class_maps = FeatureMaps(fine=class_fine, coarse=coarse, where=maps.where)
