@@ -94,7 +94,8 @@ def main() -> None:
     from visionflow.data.augment import AugmentConfig
     from visionflow.data.coco_layout import write_raw_dataset
     from visionflow.data.sources import build_source
-    from visionflow.data.tfrecords import localizer_dataset, split_files
+    from visionflow.data.pipeline import localizer_dataset
+    from visionflow.data.tfrecords import split_files
     from visionflow.models.backbones import BACKBONES
     from visionflow.models.localizer import build_localizer, compile_localizer, make_optimizer
 

@@ -18,7 +18,7 @@ from visionflow.boxes import convert_boxes
 from visionflow.config import Config
 from visionflow.data.coco_layout import ANNOTATIONS_FILE, load_raw_dataset
 from visionflow.data.split import read_manifest
-from visionflow.data.tfrecords import localizer_dataset
+from visionflow.data.pipeline import localizer_dataset
 from visionflow.figures import draw_boxes, image_grid, pr_curve_figure
 from visionflow.layout import (LOCALIZER_MODEL, METRICS_DIR, PLOTS_DIR, PROCESSED_DIR, RAW_DIR, REPORTS_DIR,
                                SPLIT_DIR)

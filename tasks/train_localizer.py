@@ -12,7 +12,8 @@ import mlflow
 from tasks._entry import dvc_tags, main, write_json
 from visionflow.config import Config
 from visionflow.data.augment import AugmentConfig
-from visionflow.data.tfrecords import localizer_dataset, read_meta
+from visionflow.data.pipeline import localizer_dataset
+from visionflow.data.tfrecords import read_meta
 from visionflow.layout import (BACKBONE_WEIGHTS, CHECKPOINT_DIR, LOCALIZER_MODEL, METRICS_DIR, PLOTS_DIR,
                                PROCESSED_DIR)
 from visionflow.models.backbones import BACKBONES

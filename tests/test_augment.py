@@ -178,7 +178,8 @@ def test_the_training_pipeline_augments_anew_each_epoch_and_keeps_boxes_on_their
 
     from PIL import Image
 
-    from visionflow.data.tfrecords import _example, localizer_dataset
+    from visionflow.data.pipeline import localizer_dataset
+    from visionflow.data.tfrecords import _example
 
     rects = [(8, 6, 24, 22), (20, 20, 44, 40), (2, 40, 14, 62), (30, 2, 62, 30), (10, 10, 50, 50), (40, 44, 60, 60)]
     with tf.io.TFRecordWriter(str(tmp_path / "train-00000-of-00001.tfrecord")) as writer:

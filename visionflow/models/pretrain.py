@@ -25,7 +25,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from visionflow.data.tfrecords import parse_example, pipeline_options, split_files
+from visionflow.data.pipeline import pipeline_options
+from visionflow.data.tfrecords import parse_example, split_files
 from visionflow.models.backbones import BackboneSpec
 from visionflow.models.localizer import batchnorm_layers, build_classifier
 
