@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Callable
 
 from visionflow.config import Config, load_config
@@ -15,22 +13,14 @@ from visionflow.errors import USER_ERRORS
 def dvc_tags(stage: str) -> dict[str, str]:
     """The hashes of the stage's inputs, as DVC will record them in ``dvc.lock``."""
     inputs = stage_inputs(stage)
-    tags = {f"dvc.dep.{path}": value for path, value in inputs.files.items()}
-    tags["dvc.inputs_hash"] = inputs.combined_hash()
-    return tags
+    return {**{f"dvc.dep.{path}": value for path, value in inputs.files.items()},
+            "dvc.inputs_hash": inputs.combined_hash()}
 
 
-def write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
-def main(stage: Callable[[Config], None]) -> None:
-    """Run ``stage`` with the validated config; bad input exits 2 with a one-line error."""
+def main(stage: Callable[..., None]) -> None:
+    """Run ``stage(config, *argv)``; bad input exits 2 with a one-line error."""
     try:
-        stage(load_config())
+        stage(load_config(), *sys.argv[1:])
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)

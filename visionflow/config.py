@@ -1,16 +1,25 @@
 """The one typed configuration, loaded from ``params.yaml`` and validated before any work.
 
-Every section of ``params.yaml`` is a stage (plus ``tracking``). Unknown keys, wrong
-types and out-of-range values raise :class:`ConfigError` naming the dotted key.
+Every section of ``params.yaml`` is a stage (plus ``tracking``); ``train`` has one key
+per model family to train, each validated by that family's own config model. Unknown
+keys, wrong types (strictly: ``"5"`` is not an integer), out-of-range values, duplicate
+keys and an empty file raise :class:`ConfigError` naming the file and the dotted key.
+
+The defaults here are the shipped ``params.yaml``, which spells out every key, so DVC
+tracks the whole configuration. Checking a config imports neither TensorFlow nor Keras:
+plug-in names resolve through the registries' names and entry points.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from visionflow.data.augment_config import AugmentConfig
 
 PARAMS_FILE = "params.yaml"
 
@@ -23,9 +32,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+IoU = Annotated[float, Field(gt=0, le=1)]
+
+
 class TrackingConfig(Section):
     experiment: str = "visionflow"
-    registered_model: str = "visionflow-localizer"  # each training adds a version of this registered model
+    registered_model_prefix: str = "visionflow-"  # each family registers as <prefix><family>
 
 
 class IngestConfig(Section):
@@ -59,13 +72,18 @@ class SplitConfig(Section):
 
 
 class PreprocessConfig(Section):
-    image_size: int = Field(128, ge=32, le=1024)
+    image_size: int = Field(128, ge=32, le=1024)  # the model's input size
     num_shards: int = Field(4, ge=1, le=1024)
+    resize: Literal["stretch", "letterbox"] = "stretch"  # letterbox keeps the aspect ratio and pads
+
+
+class AnchorsConfig(Section):
     num_anchors: int = Field(9, ge=1, le=64)  # k of the k-means over training box sizes (YOLOv3: 9)
+    seed: int = 42
 
 
 class PretrainConfig(Section):
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(0.001, gt=0)
     crop_size: int = Field(48, ge=16, le=1024)  # the crops' side as the backbone sees them (at least its minimum)
@@ -76,9 +94,8 @@ class PretrainConfig(Section):
 
 class BackboneConfig(Section):
     name: str = "mobilenet_v2"
-    # imagenet | pretrain | none | a path to a Keras weights file
-    init: str = "pretrain"
-    width: float = Field(1.0, gt=0, le=2.0)
+    init: str = "pretrain"  # imagenet | pretrain | none | a path to a Keras weights file
+    width: float = Field(0.5, gt=0, le=2.0)  # width multiplier, for backbones that have one
     pretrain: PretrainConfig = PretrainConfig()
 
 
@@ -86,45 +103,37 @@ class PhaseConfig(Section):
     """One training phase. ``warmup_epochs`` count within ``epochs``."""
 
     epochs: int = Field(..., ge=0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam"] = "adam"
     learning_rate: float = Field(..., gt=0)
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 over the phase
     warmup_epochs: int = Field(0, ge=0)  # ramp up linearly to learning_rate over the phase's first epochs
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
 
 
-class LossWeights(Section):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    class_: float = Field(0.8, ge=0, alias="class")
-    box: float = Field(0.2, ge=0)
+class TrainConfig(Section):
+    """What every model family's training shares: the two transfer phases, batches, augmentation, seed.
 
+    A family's own config (its section ``train.<family>``) extends this one.
+    """
 
-class TrainLocalizerConfig(Section):
     batch_size: int = Field(32, ge=1)
-    frozen: PhaseConfig = PhaseConfig(epochs=3, learning_rate=0.2)
-    finetune: PhaseConfig = PhaseConfig(epochs=8, learning_rate=0.01)
-    loss_weights: LossWeights = LossWeights()
-    class_head: str = "avg"  # a name in the class-head registry
-    box_head: str = "pooled"  # a name in the box-head registry
-    # the share of the class loss's gradient that reaches the backbone layers the box head reads too
-    # (those up to the 1/16 map; 1: plain multi-task training)
-    class_gradient: float = Field(1.0, ge=0, le=1)
-    # the saved model averages its predictions on the image and on its mirror image
-    flip_average: bool = False
-    augment: bool = False  # flip, box-keeping crop, zoom-out and colour jitter of training images
+    frozen: PhaseConfig = PhaseConfig(epochs=2, learning_rate=0.003)  # new heads on a frozen backbone
+    # then everything, at a lower rate: warming up to it, then decaying
+    finetune: PhaseConfig = PhaseConfig(epochs=22, learning_rate=0.001, warmup_epochs=2, schedule="cosine")
+    augment: AugmentConfig = AugmentConfig()
     seed: int = 42
 
 
 class NmsConfig(Section):
     """Per-class non-max suppression of predictions before they are scored."""
 
-    iou_threshold: float = Field(0.6, gt=0, le=1)
+    iou_threshold: IoU = 0.6
     score_threshold: float = Field(0.001, ge=0, lt=1)
 
 
 class EvaluateConfig(Section):
     batch_size: int = Field(64, ge=1)
-    iou_thresholds: tuple[float, ...] = (0.5, 0.75)
+    iou_thresholds: tuple[IoU, ...] = (0.5, 0.75)  # the share of test boxes whose IoU reaches each
     nms: NmsConfig = NmsConfig()
 
 
@@ -133,9 +142,21 @@ class Config(Section):
     ingest: IngestConfig = IngestConfig()
     split: SplitConfig = SplitConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    anchors: AnchorsConfig = AnchorsConfig()
     backbone: BackboneConfig = BackboneConfig()
-    train_localizer: TrainLocalizerConfig = TrainLocalizerConfig()
+    train: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"localizer": {}})  # family -> its section
     evaluate: EvaluateConfig = EvaluateConfig()
+
+    @property
+    def models(self) -> list[str]:
+        """The model families this config trains, in ``params.yaml`` order."""
+        return list(self.train)
+
+    def family_config(self, family: str) -> TrainConfig:
+        """The validated ``train.<family>`` section."""
+        from visionflow.models.family_configs import family_config_class
+
+        return _validate(family_config_class(family), self.train[family], PARAMS_FILE, f"train.{family}.")
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -151,10 +172,21 @@ def _format_validation_error(source: str, err: ValidationError, prefix: str = ""
     return f"{source}: " + "; ".join(problems)
 
 
+def _validate(model: type[BaseModel], data: Any, source: str, prefix: str = ""):
+    """Strict validation, as JSON: a quoted number is not a number, but a list is a tuple."""
+    try:
+        return model.model_validate_json(json.dumps(data), strict=True)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(source, e, prefix)) from None
+    except TypeError as e:  # a YAML value with no JSON equivalent (a date, say)
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'params'}: {e}") from None
+
+
 def _validate_plugins(cfg: Config, source: str) -> None:
-    """Check names that resolve through registries, and each source's own options."""
+    """Check the names that resolve through registries, and the sections their plug-ins own."""
     from visionflow.data.sources import SOURCES
     from visionflow.models.backbones import BACKBONES
+    from visionflow.models.family_configs import family_config_class
     from visionflow.registry import RegistryError
 
     def fail(key: str, msg: str) -> None:
@@ -167,50 +199,59 @@ def _validate_plugins(cfg: Config, source: str) -> None:
     for key in cfg.ingest.model_extra or {}:
         if key not in SOURCES:
             fail(f"ingest.{key}", f"unknown key (not a registered source; valid: {', '.join(SOURCES.names())})")
-    try:
-        source_cls.Options(**cfg.ingest.source_options())
-    except ValidationError as e:
-        raise ConfigError(_format_validation_error(source, e, f"ingest.{cfg.ingest.source}.")) from None
-    except TypeError as e:
-        fail(f"ingest.{cfg.ingest.source}", str(e))
-
+    _validate(source_cls.Options, cfg.ingest.source_options(), source, f"ingest.{cfg.ingest.source}.")
     try:
         spec = BACKBONES.get(cfg.backbone.name)
     except RegistryError as e:
         fail("backbone.name", str(e))
     if cfg.preprocess.image_size < spec.min_size:
         fail("preprocess.image_size", f"{cfg.backbone.name} needs at least {spec.min_size}, got {cfg.preprocess.image_size}")
-    from visionflow.models.heads import BOX_HEADS, CLASS_HEADS
-
-    for key, registry in (("class_head", CLASS_HEADS), ("box_head", BOX_HEADS)):
-        try:
-            registry.get(getattr(cfg.train_localizer, key))
-        except RegistryError as e:
-            fail(f"train_localizer.{key}", str(e))
-    if cfg.train_localizer.class_head == "attention" and cfg.train_localizer.box_head != "attention":
-        fail("train_localizer.class_head", "attention needs box_head: attention, which says where to look")
     init = cfg.backbone.init
     if init not in ("imagenet", "pretrain", "none") and not Path(init).is_file():
         fail("backbone.init", f"must be imagenet, pretrain, none or an existing weights file; {init!r} does not exist")
+    if not cfg.train:
+        fail("train", "name at least one model family to train")
+    for family, section in cfg.train.items():
+        try:
+            config_class = family_config_class(family)
+        except RegistryError as e:
+            fail(f"train.{family}", str(e))
+        _validate(config_class, section or {}, source, f"train.{family}.")
 
 
 def parse_config(data: dict[str, Any] | None, source: str = PARAMS_FILE) -> Config:
-    try:
-        cfg = Config.model_validate(data or {})
-    except ValidationError as e:
-        raise ConfigError(_format_validation_error(source, e)) from None
+    if not data:
+        raise ConfigError(f"{source}: empty; it must hold the sections of the pipeline (see the shipped params.yaml)")
+    cfg = _validate(Config, data, source)
     _validate_plugins(cfg, source)
     return cfg
 
 
-def load_config(path: str | Path = PARAMS_FILE) -> Config:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    return parse_config(data, str(path))
+    return data
+
+
+def load_config(path: str | Path = PARAMS_FILE) -> Config:
+    return parse_config(read_params(path), str(path))

@@ -1,9 +1,12 @@
-"""Transfer learning in two phases: the head on a frozen backbone, then everything.
+"""Transfer learning in two phases, for any model family: the head on a frozen backbone, then everything.
 
 Both phases recompile (a change of ``trainable`` only takes effect on compile), and
 the epoch count runs on across them so the logged curves continue. Training resumes
-where it stopped: each phase keeps a ``BackupAndRestore`` checkpoint, finished phases
-keep their weights, and all of it is dropped when the inputs (the fingerprint) change.
+where it stopped: each phase keeps a ``BackupAndRestore`` checkpoint at every epoch's
+end, finished phases keep their weights, every finished epoch's metrics are kept, and
+all of it is dropped when the inputs (the fingerprint) change. The training data is
+asked for from the epoch it resumes at, so a resumed epoch sees the batches it would
+have seen.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import keras
 
-from visionflow.config import PhaseConfig, TrainLocalizerConfig
-from visionflow.models.localizer import compile_localizer, make_optimizer, set_backbone_trainable
+from visionflow.config import PhaseConfig, TrainConfig
+from visionflow.io import atomic_write_text
+from visionflow.models.transfer import make_optimizer, set_backbone_trainable
 
 STATE_FILE = "state.json"
+HISTORY_FILE = "history.jsonl"
+BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,12 @@ class Phase:
     backbone_trainable: bool
 
 
-def phases(cfg: TrainLocalizerConfig) -> list[Phase]:
+def phases(cfg: TrainConfig) -> list[Phase]:
     return [Phase("frozen", cfg.frozen, False), Phase("finetune", cfg.finetune, True)]
 
 
 class ResumeState:
-    """Which phases are done, for one fingerprint of the inputs; stored in ``checkpoint_dir``."""
+    """Which phases are done, and every finished epoch's metrics, for one fingerprint of the inputs."""
 
     def __init__(self, checkpoint_dir: Path, fingerprint: str):
         self.dir = Path(checkpoint_dir)
@@ -52,15 +59,25 @@ class ResumeState:
     def weights_path(self, phase: str) -> Path:
         return self.dir / f"{phase}.weights.h5"
 
+    def resume_epoch(self, phase: str, first_epoch: int) -> int:
+        """The epoch a phase's ``BackupAndRestore`` checkpoint will resume at."""
+        path = self.dir / phase / BACKUP_METADATA
+        return json.loads(path.read_text())["epoch"] if path.exists() else first_epoch
+
     def mark_done(self, phase: str, model) -> None:
         model.save_weights(self.weights_path(phase))
         self.state["done"].append(phase)
-        tmp = self.dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.state))
-        tmp.replace(self.dir / STATE_FILE)
+        atomic_write_text(self.dir / STATE_FILE, json.dumps(self.state))
 
-    def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def record_epoch(self, epoch: int, logs: dict) -> None:
+        with (self.dir / HISTORY_FILE).open("a") as f:
+            f.write(json.dumps({"epoch": epoch, **{k: float(v) for k, v in logs.items()}}) + "\n")
+
+    def history(self) -> list[dict]:
+        """One row per finished epoch, in order (a re-run epoch keeps its last record)."""
+        path = self.dir / HISTORY_FILE
+        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return sorted({row["epoch"]: row for row in rows}.values(), key=lambda row: row["epoch"])
 
 
 def learning_rate_schedule(phase: PhaseConfig, first_epoch: int):
@@ -84,26 +101,29 @@ def learning_rate_schedule(phase: PhaseConfig, first_epoch: int):
     return keras.callbacks.LearningRateScheduler(rate)
 
 
-def train_two_phase(model, backbone, train_ds, valid_ds, cfg: TrainLocalizerConfig, checkpoint_dir: Path,
-                    fingerprint: str, callbacks_for_phase=lambda phase: []) -> dict[str, list[float]]:
-    """Fit ``model`` phase by phase; returns the per-epoch history of the phases that ran."""
+def train_two_phase(family, model, backbone, train_from: Callable[[int], object], steps_per_epoch: int, valid_ds,
+                    checkpoint_dir: Path, fingerprint: str,
+                    callbacks_for_phase: Callable[[str], list] = lambda phase: []) -> list[dict]:
+    """Fit ``model`` phase by phase; returns one row of metrics per epoch, those of earlier runs included.
+
+    ``train_from(epoch)`` gives the training batches from that epoch on, without end.
+    """
     state = ResumeState(checkpoint_dir, fingerprint)
-    history: dict[str, list[float]] = {}
+    recorder = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: state.record_epoch(epoch, logs or {}))
     epoch = 0
-    for phase in phases(cfg):
+    for phase in phases(family.config):
         set_backbone_trainable(backbone, phase.backbone_trainable)
-        optimizer = make_optimizer(phase.config.optimizer, phase.config.learning_rate, phase.config.momentum)
-        compile_localizer(model, optimizer, cfg.loss_weights.class_, cfg.loss_weights.box)
+        family.compile(model, make_optimizer(phase.config.optimizer, phase.config.learning_rate,
+                                             phase.config.momentum))
         end = epoch + phase.config.epochs
         if state.done(phase.name):
             model.load_weights(state.weights_path(phase.name))
         elif phase.config.epochs > 0:
             backup = keras.callbacks.BackupAndRestore(str(state.dir / phase.name))
             schedule = learning_rate_schedule(phase.config, epoch)
-            fit = model.fit(train_ds, validation_data=valid_ds, initial_epoch=epoch, epochs=end, verbose=2,
-                            callbacks=[backup, schedule, *callbacks_for_phase(phase.name)])
-            for key, values in fit.history.items():
-                history.setdefault(key, []).extend(float(v) for v in values)
+            model.fit(train_from(state.resume_epoch(phase.name, epoch)), steps_per_epoch=steps_per_epoch,
+                      validation_data=valid_ds, initial_epoch=epoch, epochs=end, verbose=2,
+                      callbacks=[backup, schedule, recorder, *callbacks_for_phase(phase.name)])
             state.mark_done(phase.name, model)
         epoch = end
-    return history
+    return state.history()

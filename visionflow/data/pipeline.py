@@ -1,77 +1,98 @@
-"""The generic ``tf.data`` training pipeline: shards -> padded batches -> (augmented) model inputs and a family's targets."""
+"""The generic ``tf.data`` pipeline: shards -> padded batches -> model inputs and a family's targets.
+
+A family only says what its targets are (``targets(boxes, labels, valid)``); the
+pipeline reads and decodes the shards, caches, shuffles, batches, augments, runs the
+backbone's ``preprocess_input`` and calls that function, all the per-pixel work in one
+XLA-compiled function that may use every core (``tf.data`` otherwise runs each op on
+one thread).
+
+A training pipeline is reproducible and resumable: it repeats without end, every batch
+is numbered from the first epoch on, the augmentation of batch ``k`` draws from the seed
+``(seed, k)``, and the shuffle order of each epoch follows from ``seed``. Started at
+``start_epoch``, it yields exactly the batches that epoch would have had.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Callable
 
 from visionflow.data.tfrecords import parse_example, split_files
 
-
-def localizer_targets(boxes, labels) -> dict:
-    """The first object's class and its box encoded as (cx, cy, sqrt w, sqrt h), normalised.
-
-    Works on one example ((N, 4), (N,)) or a padded batch ((B, N, 4), (B, N)).
-    """
-    import tensorflow as tf
-
-    x1, y1, x2, y2 = tf.unstack(boxes[..., 0, :], axis=-1)
-    box = tf.stack([(x1 + x2) / 2, (y1 + y2) / 2, tf.sqrt(tf.maximum(x2 - x1, 0.0)), tf.sqrt(tf.maximum(y2 - y1, 0.0))],
-                   axis=-1)
-    return {"class": labels[..., 0], "box": box}
+SHUFFLE_BUFFER = 2048
+PADDED_KEYS = ("image", "image_id", "boxes", "labels", "window")
 
 
 def padded_batches(ds, batch_size: int):
     """Batch parsed examples, padding ``boxes`` with zeros and ``labels`` with -1 (which marks padding)."""
     import tensorflow as tf
 
-    shapes = {"image": [None, None, 3], "image_id": [], "boxes": [None, 4], "labels": [None]}
+    shapes = {"image": [None, None, 3], "image_id": [], "boxes": [None, 4], "labels": [None], "window": [4]}
     values = {"image": tf.constant(0, tf.uint8), "image_id": tf.constant(0, tf.int64),
-              "boxes": tf.constant(0.0), "labels": tf.constant(-1, tf.int64)}
+              "boxes": tf.constant(0.0), "labels": tf.constant(-1, tf.int64), "window": tf.constant(0.0)}
     return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
 
 
-def localizer_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_input: Callable,
-                      training: bool, seed: int = 0, with_ids: bool = False, augment_config=None,
-                      cache: bool = True):
-    """``tf.data`` of (preprocessed image, {"class", "box"}) batches for the localizer.
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(num_examples / batch_size))
 
-    Shards are read and decoded in parallel; decoded examples are cached in memory
-    (before augmentation, so every epoch draws new augmentations) when ``cache``; then
-    shuffled (training) and batched. ``augment_config`` (an
-    :class:`~visionflow.data.augment.AugmentConfig`) augments training batches with
-    boxes moved along, a batch at a time; the backbone's ``preprocess_input`` runs last.
 
-    Augmentation, ``preprocess_input`` and the targets are one XLA-compiled function, so
-    the per-pixel work is fused into a few passes over the batch, and that function may
-    use every core (``tf.data`` otherwise runs each op on one thread).
+def model_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_input: Callable,
+                  targets: Callable, training: bool = False, augment=None, seed: int = 0, start_epoch: int = 0,
+                  num_examples: int | None = None, with_meta: bool = False, cache: bool = True):
+    """``tf.data`` of (preprocessed images, targets) batches, or (images, targets, meta) ``with_meta``.
+
+    ``targets`` is a family's ``targets(boxes_xyxy_norm, labels, valid)``; ``augment`` an
+    :class:`~visionflow.data.augment_config.AugmentConfig` (training only, None: off);
+    ``meta`` holds each image's ``image_id`` and ``window`` (where the image sits in the
+    model input). Training batches repeat without end from ``start_epoch`` (which needs
+    ``num_examples`` of the split): fit them with ``steps_per_epoch``.
     """
     import tensorflow as tf
 
-    files = split_files(processed_dir, split)
-    ds = tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE if training else None)
-    ds = ds.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    ds = tf.data.TFRecordDataset(split_files(processed_dir, split), num_parallel_reads=None)
+    ds = ds.map(lambda s: {k: v for k, v in parse_example(s).items() if k in PADDED_KEYS},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
-        ds = ds.cache()
+        ds = ds.cache()  # decoded, before augmentation: every epoch draws new augmentations
     if training:
-        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     ds = padded_batches(ds, batch_size)
+    if training:
+        skip = start_epoch * steps_per_epoch(num_examples, batch_size) if start_epoch else 0
+        ds = ds.repeat().enumerate().skip(skip)
+    else:
+        ds = ds.map(lambda batch: (tf.constant(0, tf.int64), batch))
+    to_model = _inputs_and_targets(preprocess_input, targets, augment if training else None, seed)
+    ds = ds.map(lambda step, batch: _select(to_model(step, batch), batch, with_meta),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
+
+
+def _inputs_and_targets(preprocess_input: Callable, targets: Callable, augment, seed: int):
+    """One XLA-compiled function: (batch number, padded batch) -> (model inputs, targets)."""
+    import tensorflow as tf
+
     augment_batch = None
-    if training and augment_config is not None:
+    if augment is not None:
         from visionflow.data.augment import augment_batch
 
     @tf.function(jit_compile=True)
-    def inputs_and_targets(images, boxes, labels):
+    def to_model(step, batch):
+        images, boxes, valid = batch["image"], batch["boxes"], batch["labels"] >= 0
         if augment_batch is not None:
-            images, boxes = augment_batch(images, boxes, labels >= 0, augment_config)
-        return preprocess_input(tf.cast(images, tf.float32)), localizer_targets(boxes, labels)
+            images, boxes, valid = augment_batch(images, boxes, valid, augment, tf.stack([tf.cast(seed, tf.int64), step]))
+        labels = tf.where(valid, batch["labels"], -1)
+        return preprocess_input(tf.cast(images, tf.float32)), targets(boxes, labels, valid)
 
-    def to_xy(ex):
-        x, y = inputs_and_targets(ex["image"], ex["boxes"], ex["labels"])
-        return (x, y, ex["image_id"]) if with_ids else (x, y)
+    return to_model
 
-    ds = ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
+
+def _select(inputs_targets, batch, with_meta: bool):
+    x, y = inputs_targets
+    return (x, y, {"image_id": batch["image_id"], "window": batch["window"]}) if with_meta else (x, y)
 
 
 def pipeline_options():
@@ -82,8 +103,6 @@ def pipeline_options():
     cores (measured with 2 cores: epochs of the same steps took 1x or 2x as long at
     random with it on, and stayed at 1x with it off).
     """
-    import os
-
     import tensorflow as tf
 
     options = tf.data.Options()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from visionflow.errors import DataError
 
 SPLITS = ("train", "valid", "test")
 
@@ -96,3 +99,37 @@ def read_manifest(split_dir: Path, name: str) -> list[int]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (run the split stage first)")
     return json.loads(path.read_text())["image_ids"]
+
+
+def read_manifests(split_dir: Path) -> dict[str, list[int]]:
+    return {name: read_manifest(split_dir, name) for name in SPLITS}
+
+
+def object_counts(raw, image_ids: list[int]) -> dict[str, int]:
+    """Objects per class in these images (for classification data: images per class)."""
+    names, index = raw.category_names, raw.label_index()
+    counts = Counter(names[index[a["category_id"]]] for i in image_ids for a in raw.annotations_by_image[i])
+    return {name: counts.get(name, 0) for name in names}
+
+
+def split_raw_dataset(raw, cfg) -> tuple[dict[str, list[int]], dict[str, dict[str, int]]]:
+    """Split a raw dataset by ``cfg`` (the ``split`` section): image ids and class counts per split.
+
+    One label per image: stratified by it. Several labels, or a ``group_key``:
+    iterative stratification, every group in one split.
+    """
+    if not raw.images:
+        raise DataError(f"{raw.root}/annotations.json: the dataset has no images")
+    key = cfg.group_key
+    if key is not None and not any(key in img for img in raw.images):
+        raise DataError(f"split.group_key: no image in {raw.root}/annotations.json has a field {key!r}")
+    ids = [img["id"] for img in raw.images]
+    fractions = cfg.fractions.model_dump()
+    label_sets = [raw.label_set(i) for i in ids]
+    if key is not None or any(len(s) > 1 for s in label_sets):
+        groups = [img.get(key) if key is not None else None for img in raw.images]
+        positions = iterative_stratified_split(label_sets, groups, fractions, cfg.seed)
+    else:
+        positions = stratified_split([raw.primary_label(i) for i in ids], fractions, cfg.seed)
+    splits = {name: [ids[p] for p in pos] for name, pos in positions.items()}
+    return splits, {name: object_counts(raw, split_ids) for name, split_ids in splits.items()}

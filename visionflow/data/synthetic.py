@@ -26,7 +26,7 @@ _PLACEMENT_TRIES = 50
 
 class SyntheticOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    num_images: int = Field(2000, ge=1)
+    num_images: int = Field(4000, ge=1)
     image_size: int = Field(128, ge=32, le=2048)
     min_objects: int = Field(1, ge=1)
     max_objects: int = Field(1, ge=1)
@@ -34,10 +34,10 @@ class SyntheticOptions(BaseModel):
     max_object_size: int = Field(64, ge=4)
     max_overlap_iou: float = Field(0.3, ge=0, le=1)
     # Contrast is the distance in RGB between a shape's fill and the mean of what it covers.
-    min_contrast: float = Field(30.0, ge=1, le=255)
-    max_contrast: float = Field(150.0, ge=1, le=255)
-    noise_std: tuple[float, float] = (1.0, 5.0)  # range of the background's Gaussian noise
-    clutter_strokes: tuple[int, int] = (1, 3)  # range of the number of random lines
+    min_contrast: float = Field(40.0, ge=1, le=255)
+    max_contrast: float = Field(160.0, ge=1, le=255)
+    noise_std: tuple[float, float] = (1.0, 3.0)  # range of the background's Gaussian noise
+    clutter_strokes: tuple[int, int] = (0, 2)  # range of the number of random lines
     seed: int = 42
 
     @model_validator(mode="after")

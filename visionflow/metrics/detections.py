@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from visionflow.boxes import convert_boxes, decode_sqrt_cxcywh, denormalize_boxes
+from visionflow.boxes import convert_boxes, denormalize_boxes
+from visionflow.data.resize import boxes_from_window
 from visionflow.nms import batched_non_max_suppression
 
 
-def localizer_detections(image_ids: np.ndarray, class_probs: np.ndarray, boxes_sqrt: np.ndarray,
-                         sizes: dict[int, tuple[int, int]], category_ids: list[int]) -> list[dict]:
-    """One COCO result per image: the most likely class, its probability as score, and the box.
+def coco_results(image_ids: np.ndarray, detections: list, windows: np.ndarray, sizes: dict[int, tuple[int, int]],
+                 category_ids: list[int]) -> list[dict]:
+    """A family's per-image :class:`~visionflow.models.family.Detections` -> COCO results.
 
-    ``boxes_sqrt`` is the localizer's (cx, cy, sqrt w, sqrt h), normalised; ``sizes`` maps
-    image id -> (width, height) of the original image, so boxes come out in its pixels.
+    Detections are normalised xyxy in the model-input frame; ``windows`` (N, 4) say where
+    each image sits in it (undoing a letterbox), and ``sizes`` maps image id -> (width,
+    height) of the original image, so boxes come out in its pixels, as ``[x, y, w, h]``.
     """
-    labels = np.argmax(class_probs, axis=1)
-    scores = class_probs[np.arange(len(labels)), labels]
-    xywh_norm = convert_boxes(decode_sqrt_cxcywh(boxes_sqrt), "cxcywh", "xywh")
     out = []
-    for image_id, label, score, box in zip(image_ids.tolist(), labels, scores, xywh_norm):
+    for image_id, found, window in zip(np.asarray(image_ids).tolist(), detections, windows):
         width, height = sizes[image_id]
-        out.append({"image_id": int(image_id), "category_id": int(category_ids[label]),
-                    "bbox": [round(float(v), 3) for v in denormalize_boxes(box, width, height)],
-                    "score": float(score)})
+        xywh = convert_boxes(denormalize_boxes(boxes_from_window(found.boxes_xyxy_norm, window), width, height),
+                             "xyxy", "xywh")
+        out += [{"image_id": int(image_id), "category_id": int(category_ids[label]),
+                 "bbox": [round(float(v), 3) for v in box], "score": float(score)}
+                for box, label, score in zip(xywh, found.classes, found.scores)]
     return out
 
 

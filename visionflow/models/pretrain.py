@@ -28,10 +28,19 @@ import tensorflow as tf
 from visionflow.data.pipeline import pipeline_options
 from visionflow.data.tfrecords import parse_example, split_files
 from visionflow.models.backbones import BackboneSpec
-from visionflow.models.localizer import batchnorm_layers, build_classifier
+from visionflow.models.transfer import batchnorm_layers
 
 CROP_MARGIN = 1.2  # a crop is at least this many times the object's longer side
 PRETRAIN_BN_MOMENTUM = 0.9
+
+
+def build_classifier(spec: BackboneSpec, image_size: int, num_classes: int, width: float = 1.0):
+    """Backbone + pooled softmax head, for pretraining the backbone itself (BatchNorm trains)."""
+    backbone = spec.build(image_size, weights=None, width=width)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="class")(pooled)
+    return keras.Model(inputs, outputs, name="pretrain_classifier"), backbone
 
 
 @dataclass(frozen=True)

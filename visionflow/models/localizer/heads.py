@@ -1,11 +1,12 @@
 """Heads by name: the layers that turn backbone features into the localizer's two outputs.
 
-A class head returns the ``class`` softmax; a box head returns ``box``, the box encoded
-as (cx, cy, sqrt w, sqrt h), normalised to 0..1. Each reads the :class:`FeatureMaps`
-it needs. Other packages add heads through the ``visionflow.class_heads`` and
-``visionflow.box_heads`` entry-point groups: a head is a function
-``(maps: FeatureMaps, num_classes: int) -> KerasTensor`` whose last layer is named
-``class`` or ``box``.
+A box head is a function ``(maps: FeatureMaps, num_classes) -> BoxHeadOutput``: ``box``,
+the box encoded as (cx, cy, sqrt w, sqrt h), normalised to 0..1, in a last layer named
+``box``, and optionally ``where``, the weights over the 1/16 map it read the box from. A
+class head is ``(maps, num_classes, where=None) -> KerasTensor``, the ``class`` softmax;
+the localizer builds the box head first and hands its ``where`` over explicitly. Other
+packages add heads through the ``visionflow.class_heads`` and ``visionflow.box_heads``
+entry-point groups (see :mod:`visionflow.models.localizer.config`).
 
 Every head is built from stock Keras layers, so a saved localizer loads with plain
 Keras, without visionflow installed.
@@ -18,51 +19,47 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from visionflow.registry import Registry
-
 L = keras.layers
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureMaps:
     fine: object  # the backbone's last map at 1/16 of the input size
     coarse: object  # its output, at 1/32
-    where: object = None  # (B, rows, cols, 1) weights over the 1/16 map, once a box head has said where the object is
 
 
-CLASS_HEADS: Registry = Registry("class_heads")
-BOX_HEADS: Registry = Registry("box_heads")
+@dataclass(frozen=True)
+class BoxHeadOutput:
+    box: object  # (B, 4) encoded box
+    where: object = None  # (B, rows, cols, 1) weights over the 1/16 map: where the head found the object
 
 
 def _softmax_out(pooled, num_classes: int):
     return L.Dense(num_classes, activation="softmax", name="class")(pooled)
 
 
-@CLASS_HEADS.register("avg")
-def avg_class_head(maps: FeatureMaps, num_classes: int):
+def avg_class_head(maps: FeatureMaps, num_classes: int, where=None):
     """Géron's head: global average pooling, then a softmax layer."""
     return _softmax_out(L.GlobalAveragePooling2D(name="class_pool")(maps.coarse), num_classes)
 
 
-@CLASS_HEADS.register("max")
-def max_class_head(maps: FeatureMaps, num_classes: int):
+def max_class_head(maps: FeatureMaps, num_classes: int, where=None):
     """Global max pooling: a small object's features are not diluted by the background around it."""
     return _softmax_out(L.GlobalMaxPooling2D(name="class_pool")(maps.coarse), num_classes)
 
 
-@CLASS_HEADS.register("attention")
-def attention_class_head(maps: FeatureMaps, num_classes: int):
+def attention_class_head(maps: FeatureMaps, num_classes: int, where=None):
     """Max-pooled 1/32 features beside the 1/16 features pooled where the box head looks.
 
-    Needs a box head that sets ``maps.where`` (``attention``); the localizer builds the
-    box head first. The box loss alone teaches where the object is, and the class is read
+    Needs ``where`` from a box head that gives it (``attention``). The box loss alone
+    teaches where the object is, and the class is read
     there: with the class loss weighted 0.8 against the box's 0.2, letting it train the
     box head's weights as well drew them off the object's centre (measured: mean IoU
     0.50 with, 0.60 without, same backbone and 2 + 10 epochs at 96 px).
     """
-    if maps.where is None:
+    if where is None:
         raise ValueError("class head 'attention' needs a box head that locates the object (box_head: attention)")
-    looked_at = _weighted_sum(maps.fine, keras.ops.stop_gradient(maps.where), "class_attended")
+    looked_at = _weighted_sum(maps.fine, keras.ops.stop_gradient(where), "class_attended")
     pooled = L.Concatenate(name="class_features")([L.GlobalMaxPooling2D(name="class_pool")(maps.coarse), looked_at])
     return _softmax_out(pooled, num_classes)
 
@@ -75,21 +72,18 @@ def _weighted_sum(per_cell, where, name: str):
         L.Multiply(name=f"{name}_weighted")([per_cell, weights])))
 
 
-@BOX_HEADS.register("pooled")
 def pooled_box_head(maps: FeatureMaps, num_classes: int):
     """Géron's head: global average pooling, then 4 linear outputs. Pooling discards where things are."""
-    return L.Dense(4, name="box")(L.GlobalAveragePooling2D(name="box_pool")(maps.coarse))
+    return BoxHeadOutput(L.Dense(4, name="box")(L.GlobalAveragePooling2D(name="box_pool")(maps.coarse)))
 
 
-@BOX_HEADS.register("flatten")
 def flatten_box_head(maps: FeatureMaps, num_classes: int, channels: int = 32, hidden: int = 256):
     """Keep the map's layout: a 1x1 convolution narrows it, a ReLU layer reads it flattened, 4 linear outputs."""
     narrow = L.Conv2D(channels, 1, activation="relu", name="box_conv")(maps.coarse)
     hidden_out = L.Dense(hidden, activation="relu", name="box_hidden")(L.Flatten(name="box_flatten")(narrow))
-    return L.Dense(4, name="box")(hidden_out)
+    return BoxHeadOutput(L.Dense(4, name="box")(hidden_out))
 
 
-@BOX_HEADS.register("attention")
 def attention_box_head(maps: FeatureMaps, num_classes: int, channels: int = 96, depth: int = 2):
     """Where, then how big: a fully convolutional head read out by a soft argmax over the 1/16 map.
 
@@ -99,23 +93,23 @@ def attention_box_head(maps: FeatureMaps, num_classes: int, channels: int = 96, 
     predictions weighted by that softmax, so it stays differentiable and trains on the
     plain MSE of the four numbers. The same convolution weights run at every position,
     so what is learned in one place of the image holds in all of them. ``depth``
-    3x3 convolutions of ``channels`` come first. Sets ``maps.where`` for the class head.
+    3x3 convolutions of ``channels`` come first. Returns ``where`` for the class head.
     """
     fine = maps.fine
     rows, cols = fine.shape[1], fine.shape[2]
     h = fine
     for i in range(depth):
         h = L.Conv2D(channels, 3, padding="same", activation="relu", name=f"box_conv{i}")(h)
-    where = L.Softmax(name="box_where")(L.Flatten(name="box_where_flat")(L.Conv2D(1, 1, name="box_where_logits")(h)))
-    maps.where = L.Reshape((rows, cols, 1), name="box_where_map")(where)
+    flat_where = L.Softmax(name="box_where")(L.Flatten(name="box_where_flat")(L.Conv2D(1, 1, name="box_where_logits")(h)))
+    where = L.Reshape((rows, cols, 1), name="box_where_map")(flat_where)
 
     # Each cell's top-left corner (x, y), normalised, read out by the same weights: a fixed linear map.
     corners = L.Dense(2, use_bias=False, trainable=False, name="box_cell_corners")
-    corner = corners(where)
+    corner = corners(flat_where)
     xs, ys = np.meshgrid(np.arange(cols) / cols, np.arange(rows) / rows)
     corners.set_weights([np.stack([xs.ravel(), ys.ravel()], axis=1).astype("float32")])
-    offset = _weighted_sum(L.Conv2D(2, 1, activation="sigmoid", name="box_offsets")(h), maps.where, "box_offset")
+    offset = _weighted_sum(L.Conv2D(2, 1, activation="sigmoid", name="box_offsets")(h), where, "box_offset")
     cell_size = np.array([1 / cols, 1 / rows], "float32")
     centre = L.Add(name="box_centre")([corner, L.Rescaling(cell_size, name="box_offset_scale")(offset)])
-    size = _weighted_sum(L.Conv2D(2, 1, name="box_sizes")(h), maps.where, "box_size")
-    return L.Concatenate(name="box")([centre, size])
+    size = _weighted_sum(L.Conv2D(2, 1, name="box_sizes")(h), where, "box_size")
+    return BoxHeadOutput(L.Concatenate(name="box")([centre, size]), where)

@@ -1,0 +1,100 @@
+"""The ``evaluate@<family>`` stage's work: any family's saved model on the test split.
+
+The saved model reads the test batches; the family turns its outputs into detections
+(scored with the COCO evaluator against the test split's ground truth, after per-class
+NMS) and into its own metrics. Nothing here knows which family it scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from visionflow.config import Config
+from visionflow.data.coco_layout import ANNOTATIONS_FILE, load_raw_dataset
+from visionflow.data.pipeline import model_dataset
+from visionflow.data.split import read_manifest
+from visionflow.layout import PROCESSED_DIR, RAW_DIR, SPLIT_DIR, model_file
+from visionflow.metrics.coco import CocoEvaluation, evaluate_coco, pr_curves
+from visionflow.metrics.detections import coco_results, ground_truth_subset, suppress
+from visionflow.models.backbones import BACKBONES
+from visionflow.models.family import ModelFamily
+from visionflow.models.fit import family_for
+
+PR_IOU = 0.5
+
+
+@dataclass
+class SplitPredictions:
+    image_ids: np.ndarray  # (N,)
+    windows: np.ndarray  # (N, 4) where each image sits in the model input
+    outputs: dict[str, np.ndarray]  # the saved model's outputs
+    targets: dict[str, np.ndarray]  # the family's targets
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    detections: list[dict]  # COCO results, original pixels
+    ground_truth: dict  # COCO ground truth of the evaluated split
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]  # class -> (recall, precision) at IoU 0.5
+    coco: CocoEvaluation
+
+
+def predict_split(model, family: ModelFamily, preprocess_input, split: str, batch_size: int) -> SplitPredictions:
+    parts: dict[str, list] = {}
+
+    def add(prefix: str, values: dict) -> None:
+        for key, value in values.items():
+            parts.setdefault(prefix + key, []).append(np.asarray(value))
+
+    for x, y, meta in model_dataset(PROCESSED_DIR, split, batch_size, preprocess_input, family.targets,
+                                    with_meta=True):
+        add("out.", model.predict_on_batch(x))
+        add("target.", y)
+        add("meta.", meta)
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
+    pick = lambda prefix: {k[len(prefix):]: v for k, v in joined.items() if k.startswith(prefix)}  # noqa: E731
+    return SplitPredictions(joined["meta.image_id"], joined["meta.window"], pick("out."), pick("target."))
+
+
+def evaluate_model(cfg: Config, model: str, split: str = "test") -> Evaluation:
+    raw = load_raw_dataset(RAW_DIR)
+    family = family_for(cfg, model, raw.category_names)
+    saved = keras.saving.load_model(model_file(model))
+    preds = predict_split(saved, family, BACKBONES.get(cfg.backbone.name).preprocess_input, split,
+                          cfg.evaluate.batch_size)
+    sizes = {img["id"]: (img["width"], img["height"]) for img in raw.images}
+    detections = coco_results(preds.image_ids, family.decode(preds.outputs), preds.windows, sizes,
+                              [c["id"] for c in raw.categories])
+    nms = cfg.evaluate.nms
+    detections = suppress(detections, nms.iou_threshold, nms.score_threshold)
+    truth = ground_truth_subset(json.loads((RAW_DIR / ANNOTATIONS_FILE).read_text()), read_manifest(SPLIT_DIR, split))
+    coco = evaluate_coco(truth, detections)
+    metrics = family.metrics(preds.outputs, preds.targets, cfg.evaluate.iou_thresholds)
+    metrics.update({f"coco_{k}": v for k, v in coco.stats.items()})
+    curves = pr_curves(coco, raw.category_names, PR_IOU)
+    metrics["per_class_AP50"] = {name: float(p.mean()) for name, (_, p) in curves.items()}
+    return Evaluation(metrics, detections, truth, curves, coco)
+
+
+def sample_figure(raw_root: Path, truth: dict, detections: list[dict], count: int = 16):
+    """The first test images with their true (green) and predicted (red) boxes."""
+    from PIL import Image
+
+    from visionflow.boxes import convert_boxes
+    from visionflow.figures import draw_boxes, image_grid
+
+    names = {c["id"]: c["name"] for c in truth["categories"]}
+    panels = []
+    for img in truth["images"][:count]:
+        pixels = np.asarray(Image.open(raw_root / img["file_name"]).convert("RGB"))
+        xyxy = lambda anns: [convert_boxes(a["bbox"], "xywh", "xyxy").tolist() for a in anns]  # noqa: E731
+        found = [d for d in detections if d["image_id"] == img["id"]]
+        panels.append(draw_boxes(pixels, xyxy([a for a in truth["annotations"] if a["image_id"] == img["id"]]),
+                                 xyxy(found), [f"{names[d['category_id']]} {d['score']:.2f}" for d in found]))
+    return image_grid(panels)

@@ -1,0 +1,76 @@
+"""The one interface of a model family (the localizer, a detector, a classifier).
+
+The generic parts know a family only through it: the ``tf.data`` pipeline asks it for
+the targets of a batch, the two-phase trainer builds and compiles through it, and the
+evaluation decodes the saved model's outputs through it to COCO-style detections and
+asks it for its own metrics. Adding a family touches nothing generic: register it in
+:data:`FAMILIES` (or through the ``visionflow.families`` entry-point group) and give it
+a section ``train.<name>`` in ``params.yaml``.
+
+A family's module must import without TensorFlow (its ``Config`` is read when
+``params.yaml`` is checked); it imports its Keras code inside the methods that need it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from visionflow.config import TrainConfig
+from visionflow.registry import Registry
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One image's detections in the model-input frame: boxes (K, 4) normalised xyxy, class indices, scores."""
+
+    boxes_xyxy_norm: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+
+
+class ModelFamily(ABC):
+    """One kind of model on a backbone, trained by the generic two-phase trainer."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[TrainConfig]]  # its section ``train.<name>`` of params.yaml
+    headline_metric: ClassVar[str]  # the test metric that says how good a model is
+
+    def __init__(self, config: TrainConfig, classes: list[str]):
+        self.config = config
+        self.classes = list(classes)
+
+    @abstractmethod
+    def build(self, backbone_spec, image_size: int, width: float, backbone_weights: str | None):
+        """``(model, backbone)``: the model to train and the backbone inside it (to freeze and unfreeze)."""
+
+    @abstractmethod
+    def targets(self, boxes_xyxy_norm, labels, valid) -> dict[str, Any]:
+        """The training targets of a batch (TensorFlow, inside the pipeline's compiled function).
+
+        ``boxes_xyxy_norm`` (B, N, 4) and ``labels`` (B, N) are padded; ``valid`` (B, N) marks real objects.
+        """
+
+    @abstractmethod
+    def compile(self, model, optimizer) -> None:
+        """Compile ``model`` with the family's losses and training metrics."""
+
+    @abstractmethod
+    def inference_model(self, model):
+        """The model to save and serve: plain Keras, loadable without visionflow."""
+
+    @abstractmethod
+    def decode(self, outputs: dict[str, np.ndarray]) -> list[Detections]:
+        """The saved model's outputs for a batch -> one :class:`Detections` per image."""
+
+    @abstractmethod
+    def metrics(self, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray],
+                iou_thresholds: tuple[float, ...]) -> dict[str, float]:
+        """The family's own test metrics from the saved model's outputs and the targets, whole split."""
+
+
+FAMILIES: Registry[type[ModelFamily]] = Registry(
+    "families", lazy={"localizer": "visionflow.models.localizer.family:Localizer"})

@@ -1,0 +1,68 @@
+"""The ``train@<family>`` stage's work: any model family on the backbone, frozen then fine-tuned, saved.
+
+Generic: the family builds, compiles and names its targets; the data, the two phases,
+resuming and the saved model are the same for every family.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from visionflow.config import Config
+from visionflow.data.pipeline import model_dataset, steps_per_epoch
+from visionflow.io import atomic_path
+from visionflow.layout import BACKBONE_WEIGHTS, CHECKPOINT_DIR, PROCESSED_DIR
+from visionflow.models.backbones import BACKBONES
+from visionflow.models.family import FAMILIES, ModelFamily
+from visionflow.training import train_two_phase
+
+
+@dataclass
+class Trained:
+    family: ModelFamily
+    served: keras.Model  # what is saved: plain Keras
+    history: list[dict]  # one row per epoch, both phases
+    sample: object  # a batch of model inputs, for a signature
+
+
+def family_for(cfg: Config, model: str, classes: list[str]) -> ModelFamily:
+    return FAMILIES.get(model)(cfg.family_config(model), classes)
+
+
+def fit_family(cfg: Config, model: str, meta: dict, fingerprint: str, callbacks_for_phase=lambda phase: []) -> Trained:
+    """Train ``model`` (a family name) on the processed data; resumes a run with the same ``fingerprint``."""
+    family = family_for(cfg, model, meta["classes"])
+    tcfg, spec = family.config, BACKBONES.get(cfg.backbone.name)
+    keras.utils.set_random_seed(tcfg.seed)
+    net, backbone = family.build(spec, meta["image_size"], cfg.backbone.width, str(BACKBONE_WEIGHTS))
+    num_train = meta["num_examples"]["train"]
+
+    def train_from(epoch: int):
+        return model_dataset(PROCESSED_DIR, "train", tcfg.batch_size, spec.preprocess_input, family.targets,
+                             training=True, augment=tcfg.augment if tcfg.augment.enabled else None, seed=tcfg.seed,
+                             start_epoch=epoch, num_examples=num_train)
+
+    valid = (model_dataset(PROCESSED_DIR, "valid", tcfg.batch_size, spec.preprocess_input, family.targets)
+             if meta["num_examples"]["valid"] else None)
+    history = train_two_phase(family, net, backbone, train_from, steps_per_epoch(num_train, tcfg.batch_size), valid,
+                              CHECKPOINT_DIR / model, fingerprint, callbacks_for_phase)
+    sample = next(iter(train_from(0)))[0][:2].numpy()
+    return Trained(family, family.inference_model(net), history, sample)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def write_history_csv(path: Path, history: list[dict]) -> None:
+    """Per-epoch metrics of both phases as one table, for ``dvc plots show``."""
+    keys = sorted({k for row in history for k in row} - {"epoch"})
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", *keys])
+        writer.writerows([row["epoch"], *(row.get(k, "") for k in keys)] for row in history)
