@@ -64,8 +64,8 @@ def test_skip_mode_writes_good_records_and_reports_every_problem(tmp_path):
     assert digest(src) == before  # the user's files are never modified
     counts = json.loads((tmp_path / "raw/validation.json").read_text())["counts"]
     assert counts == {"box_clipped": 1, "box_empty": 1, "box_not_finite": 1, "box_outside_image": 1,
-                      "corrupt_image": 2, "duplicate_file_name": 1, "image_converted_to_rgb": 3,
-                      "image_not_referenced": 2, "missing_image": 1, "unknown_category": 1, "unknown_image_id": 1}
+                      "corrupt_image": 2, "duplicate_file_name": 1, "duplicate_image_id": 1,
+                      "image_converted_to_rgb": 3, "image_not_referenced": 2, "missing_image": 1, "unknown_category": 1, "unknown_image_id": 1}
     raw = load_raw_dataset(tmp_path / "raw")
     assert sorted(i["file_name"] for i in raw.images) == [
         "images/alpha.png", "images/clip.jpg", "images/cmyk.jpg", "images/gray.jpg", "images/ok.jpg"]

@@ -1,81 +1,148 @@
 """The raw dataset layout every source writes: ``annotations.json`` (COCO) plus images.
 
 Writes go to a temporary sibling folder that replaces the target only once complete,
-so a failed ingest never leaves a half-written dataset and never touches the source.
+so a failed ingest never leaves a half-written dataset and never touches the source:
+every destination is checked to lie inside that folder and not to be its source file.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from visionflow.data.sources import Sample, Source
+from visionflow.data.sources import Sample, Source, SourceObject
 from visionflow.data.validation import Problem, ValidationReport, check_sample
 from visionflow.errors import DataError
+from visionflow.io import atomic_dir
 
 ANNOTATIONS_FILE = "annotations.json"
 
 
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a scratch folder that replaces ``target`` only if the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+def _destination(out_dir: Path, sample: Sample) -> Path:
+    """Where ``sample`` is written; the last line of defence if validation missed a bad name."""
+    root = Path(out_dir).resolve()
+    dest = (root / sample.file_name).resolve()
+    if dest == root or not dest.is_relative_to(root):
+        raise DataError(f"{sample.file_name}: refusing to write {dest}: it is outside the output folder {root}")
+    if isinstance(sample.image, Path) and dest == sample.image.resolve():
+        raise DataError(f"{sample.file_name}: refusing to write over its own source file {sample.image}")
+    return dest
 
 
-def _save_image(original: Sample, checked: Sample, converted: bool, dest: Path) -> tuple[int, int]:
-    """Copy the source file when it needed no change, else encode the checked pixels."""
+def _save_image(original: Sample, checked: Sample, converted: bool, out_dir: Path) -> tuple[int, int]:
+    """Copy the source file when it needed no change, else encode the checked pixels.
+
+    The destination is opened with ``"xb"``: an existing file (say, a name differing only
+    in case on a case-insensitive disk) or a planted link is never written through.
+    """
+    dest = _destination(out_dir, original)
     dest.parent.mkdir(parents=True, exist_ok=True)
     height, width = checked.image.shape[:2]
-    if isinstance(original.image, Path) and not converted and original.image.suffix.lower() == dest.suffix.lower():
-        shutil.copyfile(original.image, dest)  # copy, never move: the source stays as it was
-    else:
-        fmt = "PNG" if dest.suffix.lower() == ".png" else "JPEG"
-        Image.fromarray(checked.image).save(dest, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    copy = isinstance(original.image, Path) and not converted and original.image.suffix.lower() == dest.suffix.lower()
+    try:
+        with open(dest, "xb") as out:
+            if copy:  # copy, never move: the source stays as it was
+                with open(original.image, "rb") as src:
+                    shutil.copyfileobj(src, out)
+            else:
+                fmt = "PNG" if dest.suffix.lower() == ".png" else "JPEG"
+                Image.fromarray(checked.image).save(out, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    except FileExistsError:
+        raise DataError(f"{original.file_name}: refusing to write {dest}: another record already wrote it "
+                        "(names differing only in case?)") from None
     return width, height
 
 
-def validate_source(source: Source, progress: bool = True) -> tuple[ValidationReport, set[int]]:
-    """Check every record; returns the report and the positions of the bad records."""
+def _refuse_source_inside(sample: Sample, out_dir: Path) -> None:
+    """The ingest replaces ``out_dir`` whole, so a source file inside it would be deleted."""
+    if isinstance(sample.image, Path) and sample.image.resolve().is_relative_to(Path(out_dir).resolve()):
+        raise DataError(f"{sample.image}: this source file lies inside the output folder {out_dir}, which the ingest "
+                        "replaces; read the source from, or write the dataset to, another folder")
+
+
+def _progress(source: Source, desc: str, progress: bool):
+    return tqdm(source.samples(), total=len(source) or None, desc=desc, unit="img", disable=not progress,
+                mininterval=2.0)
+
+
+def _check_unique(sample: Sample, seen: set[str]) -> list[Problem]:
+    if sample.file_name in seen:
+        return [Problem("duplicate_file_name", sample.file_name, "a second record has this name")]
+    seen.add(sample.file_name)
+    return []
+
+
+def validate_source(source: Source, progress: bool = True,
+                    out_dir: Path | None = None) -> tuple[ValidationReport, set[int]]:
+    """Check every record; returns the report and the positions of the bad records.
+
+    A duplicate name is checked like any other record, so its other problems (say, a
+    duplicate image id) are reported too. With ``out_dir``, a source file inside it stops
+    the ingest at once, whatever ``on_error``.
+    """
     categories = set(source.categories())
     report, bad, seen = ValidationReport(), set(), set()
-    samples = tqdm(source.samples(), total=len(source) or None, desc="validate", unit="img", disable=not progress,
-                   mininterval=2.0)
-    for position, sample in enumerate(samples):
+    for position, sample in enumerate(_progress(source, "validate", progress)):
         report.num_records += 1
-        if sample.file_name in seen:
-            report.problems.append(Problem("duplicate_file_name", sample.file_name, "a second record has this name"))
-            bad.add(position)
-            continue
-        seen.add(sample.file_name)
+        if out_dir is not None:
+            _refuse_source_inside(sample, out_dir)
+        duplicate = _check_unique(sample, seen)
         checked, problems = check_sample(sample, categories)
-        report.problems += problems
-        if checked is None:
+        report.problems += duplicate + problems
+        if checked is None or duplicate:
             bad.add(position)
     report.problems += [Problem(kind, record, detail) for kind, record, detail in getattr(source, "notes", lambda: [])()]
     return report, bad
+
+
+def _refuse_unless_writable(source: Source, report: ValidationReport, bad: set[int], on_error: str) -> None:
+    if report.num_records == 0:
+        raise DataError(f"{type(source).__name__}: the dataset is empty")
+    if report.bad() and on_error == "fail":
+        first = report.bad()[0]
+        raise DataError(f"{len(report.bad())} problems in {report.num_records} records (first: {first.line()}); "
+                        "fix them, or set ingest.on_error: skip to leave them out")
+    if len(bad) == report.num_records:
+        raise DataError(f"{type(source).__name__}: every one of {report.num_records} records is bad")
+
+
+def _annotations(objects: list[SourceObject], image_id: int, cat_ids: dict[str, int], first_id: int) -> list[dict]:
+    """COCO annotations of one image; boxes are pixel (x, y, w, h)."""
+    anns = []
+    for i, obj in enumerate(objects):
+        ann = {"id": first_id + i, "image_id": image_id, "category_id": cat_ids[obj.category], "iscrowd": obj.iscrowd}
+        if obj.bbox_xywh is not None:
+            bbox = [float(v) for v in obj.bbox_xywh]
+            ann.update(bbox=bbox, area=bbox[2] * bbox[3])
+        if obj.difficult:
+            ann["difficult"] = 1
+        anns.append(ann)
+    return anns
+
+
+def _write_records(source: Source, tmp: Path, bad: set[int], cat_ids: dict[str, int],
+                   progress: bool) -> tuple[list[dict], list[dict]]:
+    images, annotations = [], []
+    for position, sample in enumerate(_progress(source, "ingest", progress)):
+        if position in bad:
+            continue
+        checked, problems = check_sample(sample, set(cat_ids))
+        if checked is None:
+            raise DataError(f"{sample.file_name}: the record changed between validation and writing "
+                            f"({problems[0].line()})")
+        converted = any(p.kind == "image_converted_to_rgb" for p in problems)
+        image_id = len(images) + 1
+        width, height = _save_image(sample, checked, converted, tmp)
+        images.append({**sample.attributes, "id": image_id, "file_name": sample.file_name, "width": width,
+                       "height": height})
+        annotations += _annotations(checked.objects, image_id, cat_ids, len(annotations) + 1)
+    return images, annotations
 
 
 def write_raw_dataset(source: Source, out_dir: Path, on_error: str = "fail", progress: bool = True) -> ValidationReport:
@@ -83,41 +150,14 @@ def write_raw_dataset(source: Source, out_dir: Path, on_error: str = "fail", pro
 
     Nothing is written when the dataset is empty, or when a record is bad and
     ``on_error`` is ``"fail"``; with ``"skip"`` bad records are left out and listed in
-    ``validation.json`` beside ``annotations.json``.
+    ``validation.json`` beside ``annotations.json``. Nothing is ever written outside
+    ``out_dir``, and no source file is opened for writing.
     """
-    report, bad = validate_source(source, progress)
-    if report.num_records == 0:
-        raise DataError(f"{type(source).__name__}: the dataset is empty")
-    if report.bad() and on_error == "fail":
-        first = report.bad()[0]
-        raise DataError(f"{len(report.bad())} problems in {report.num_records} records (first: {first.kind}: {first.record}: "
-                        f"{first.detail}); fix them, or set ingest.on_error: skip to leave them out")
-    if len(bad) == report.num_records:
-        raise DataError(f"{type(source).__name__}: every one of {report.num_records} records is bad")
-    names = source.categories()
-    cat_ids = {name: i + 1 for i, name in enumerate(names)}
-    images, annotations = [], []
+    report, bad = validate_source(source, progress, out_dir)
+    _refuse_unless_writable(source, report, bad, on_error)
+    cat_ids = {name: i + 1 for i, name in enumerate(source.categories())}
     with atomic_dir(Path(out_dir)) as tmp:
-        samples = tqdm(source.samples(), total=len(source) or None, desc="ingest", unit="img", disable=not progress,
-                       mininterval=2.0)
-        for position, sample in enumerate(samples):
-            if position in bad:
-                continue
-            checked, problems = check_sample(sample, set(names))
-            converted = any(p.kind == "image_converted_to_rgb" for p in problems)
-            image_id = len(images) + 1
-            width, height = _save_image(sample, checked, converted, tmp / sample.file_name)
-            images.append({**sample.attributes, "id": image_id, "file_name": sample.file_name, "width": width,
-                           "height": height})
-            for obj in checked.objects:
-                ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": cat_ids[obj.category],
-                       "iscrowd": obj.iscrowd}
-                if obj.bbox_xywh is not None:
-                    bbox = [float(v) for v in obj.bbox_xywh]
-                    ann.update(bbox=bbox, area=bbox[2] * bbox[3])
-                if obj.difficult:
-                    ann["difficult"] = 1
-                annotations.append(ann)
+        images, annotations = _write_records(source, tmp, bad, cat_ids, progress)
         coco = {"images": images, "annotations": annotations,
                 "categories": [{"id": i, "name": n} for n, i in cat_ids.items()]}
         (tmp / ANNOTATIONS_FILE).write_text(json.dumps(coco))

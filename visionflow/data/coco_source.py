@@ -1,12 +1,13 @@
 """``ingest.source: coco``: a folder with a COCO ``annotations.json`` and its images.
 
-Images are copied into the raw layout, never moved or modified.
+Images are copied into the raw layout, never moved or modified. An image's ``width`` and
+``height``, when given, are passed on as its declared size for validation to compare.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -26,6 +27,12 @@ class CocoOptions(BaseModel):
         if not (self.path / self.annotations).is_file():
             raise ValueError(f"annotations: {self.path / self.annotations} does not exist")
         return self
+
+
+def _declared_size(img: dict) -> tuple[Any, Any] | None:
+    if "width" not in img and "height" not in img:
+        return None
+    return img.get("width"), img.get("height")
 
 
 @SOURCES.register("coco")
@@ -59,20 +66,30 @@ class CocoFolder:
             if img.get("id") in seen_ids:
                 problems.append(("duplicate_image_id", f"image id {img.get('id')!r} appears twice in {self.file}"))
             seen_ids.add(img.get("id"))
-            objects = []
-            for a in by_image.get(img.get("id"), []):
-                if a.get("category_id") not in self._categories:
-                    problems.append(("unknown_category", f"annotation {a.get('id')!r}: category_id {a.get('category_id')!r}"))
-                    continue
-                bbox = a.get("bbox")
-                if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4):
-                    problems.append(("box_malformed", f"annotation {a.get('id')!r}: bbox {bbox!r}"))
-                    continue
-                objects.append(SourceObject(self._categories[a["category_id"]],
-                                            None if bbox is None else tuple(float(v) for v in bbox),
-                                            int(a.get("iscrowd", 0))))
+            objects = self._objects(by_image.get(img.get("id"), []), problems)
+            name = img.get("file_name")
+            if not isinstance(name, str):  # an empty or unsafe string is left to the shared name check
+                problems.append(("file_name_missing", f"image id {img.get('id')!r} in {self.file}: file_name {name!r}"))
+                name = f"<image id {img.get('id')!r}>"
             extra = {k: v for k, v in img.items() if k not in ("id", "file_name", "width", "height")}
-            yield Sample(f"images/{img['file_name']}", images_dir / img["file_name"], objects, tuple(problems), extra)
+            yield Sample(f"images/{name}", images_dir / name, objects, tuple(problems), extra, _declared_size(img))
+
+    def _objects(self, annotations: list[dict], problems: list) -> list[SourceObject]:
+        """The image's objects; a malformed annotation is added to ``problems`` instead."""
+        objects = []
+        for a in annotations:
+            if a.get("category_id") not in self._categories:
+                problems.append(("unknown_category",
+                                 f"annotation {a.get('id')!r}: category_id {a.get('category_id')!r}"))
+                continue
+            bbox = a.get("bbox")
+            if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4):
+                problems.append(("box_malformed", f"annotation {a.get('id')!r}: bbox {bbox!r}"))
+                continue
+            objects.append(SourceObject(self._categories[a["category_id"]],
+                                        None if bbox is None else tuple(float(v) for v in bbox),
+                                        int(a.get("iscrowd", 0))))
+        return objects
 
     def notes(self) -> list[tuple[str, str, str]]:
         """Dataset-level findings: annotations of unknown images, image files no record references."""
@@ -82,7 +99,8 @@ class CocoFolder:
             if a.get("image_id") not in ids:
                 found.append(("unknown_image_id", str(self.file), f"annotation {a.get('id')!r}: image_id {a.get('image_id')!r}"))
         images_dir = self.options.path / self.options.images_dir
-        referenced = {(images_dir / img["file_name"]).resolve() for img in self.coco["images"]}
+        referenced = {(images_dir / img["file_name"]).resolve() for img in self.coco["images"]
+                      if isinstance(img.get("file_name"), str)}
         for f in sorted(images_dir.rglob("*")):
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and f.resolve() not in referenced:
                 found.append(("image_not_referenced", str(f), "present but not in the annotations"))

@@ -41,11 +41,12 @@ class SourceObject:
 class Sample:
     """One image: ``image`` is an (H, W, 3) uint8 array or a path to an encoded file."""
 
-    file_name: str  # relative path inside the raw layout
+    file_name: str  # relative path inside the raw layout, checked by validation.file_name_problems
     image: np.ndarray | Path
     objects: list[SourceObject] = field(default_factory=list)
     problems: tuple[tuple[str, str], ...] = ()  # (kind, detail) the source found: the record is bad
     attributes: dict = field(default_factory=dict)  # extra image fields kept in the raw layout (e.g. video_id)
+    declared_size: tuple[int, int] | None = None  # (width, height) the source states; None: not declared
 
 
 class Source(Protocol):

@@ -4,12 +4,16 @@ A problem is *fixed* (and counted) when the fix is safe: a box reaching outside 
 image is clipped, a grayscale, CMYK, palette or alpha image is converted to RGB. Any
 other problem makes the record *bad*: with ``on_error: fail`` the ingest stops before
 writing anything; with ``on_error: skip`` the record is left out and listed.
+
+Every source's file names pass the same check here (``file_name_problems``): a name
+that could lead a write out of the raw layout is a bad record, whatever the source.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +41,14 @@ class Problem:
     def bad(self) -> bool:
         return self.kind not in FIXED_KINDS + NOTE_KINDS
 
+    def line(self) -> str:
+        """One line, whatever the record's name holds: unprintable characters are escaped."""
+        return f"{self.kind}: {_one_line(self.record)}: {_one_line(self.detail)}"
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
 
 @dataclass
 class ValidationReport:
@@ -58,7 +70,7 @@ class ValidationReport:
         lines = [f"{self.num_records} records read, {self.num_written} written"]
         lines += [f"  {kind}: {n}" for kind, n in self.counts().items()] or ["  no problems found"]
         for p in self.bad()[:20]:
-            lines.append(f"  - {p.kind}: {p.record}: {p.detail}")
+            lines.append(f"  - {p.line()}")
         if len(self.bad()) > 20:
             lines.append(f"  ... and {len(self.bad()) - 20} more in validation.json")
         return "\n".join(lines)
@@ -66,6 +78,34 @@ class ValidationReport:
     def write(self, out_dir: Path) -> None:
         (out_dir / "validation.json").write_text(json.dumps(self.as_dict(), indent=1))
         (out_dir / "validation.txt").write_text(self.summary() + "\n")
+
+
+def _unsafe_reason(name: str) -> str | None:
+    if not isinstance(name, str) or not name.strip("/"):
+        return "is empty"
+    if "\\" in name:
+        return "holds a backslash (a folder separator on Windows)"
+    if not name.isprintable():
+        return "holds an unprintable character"
+    if name.startswith("/"):
+        return "is absolute"
+    parts = name.split("/")
+    if any(re.match(r"[A-Za-z]:", part) for part in parts):
+        return "has a Windows drive part"
+    if "" in parts:
+        return "has an empty part ('//', a trailing '/', or an absolute or empty name inside the source)"
+    if "." in parts or ".." in parts:
+        return "has a '.' or '..' part"
+    return None
+
+
+def file_name_problems(name: str) -> list[Problem]:
+    """A record's name must be a plain relative path that stays inside the raw layout."""
+    reason = _unsafe_reason(name)
+    if reason is None:
+        return []
+    return [Problem("unsafe_file_name", str(name), f"the name {reason}, so it could lead a write outside the raw "
+                                                   "layout or over another file")]
 
 
 def load_rgb(sample: Sample) -> tuple[np.ndarray | None, list[Problem]]:
@@ -112,19 +152,46 @@ def check_object(obj: SourceObject, width: int, height: int, categories: set[str
     return obj, []
 
 
-def check_sample(sample: Sample, categories: set[str]) -> tuple[Sample | None, list[Problem]]:
-    """The sample as it may be written (pixels decoded, fixes applied), or None if it is bad."""
-    if sample.problems:  # what the source itself found wrong with the record
-        return None, [Problem(kind, sample.file_name, detail) for kind, detail in sample.problems]
-    image, problems = load_rgb(sample)
-    if image is None:
-        return None, problems
-    height, width = image.shape[:2]
-    objects = []
+def check_size(sample: Sample, width: int, height: int) -> list[Problem]:
+    """A size the source declares must be the decoded one: else boxes may be in another frame."""
+    if sample.declared_size is None or tuple(sample.declared_size) == (width, height):
+        return []
+    declared_w, declared_h = sample.declared_size
+    return [Problem("size_mismatch", sample.file_name,
+                    f"declared {declared_w!r}x{declared_h!r} (width x height) but the image is {width}x{height}")]
+
+
+def check_objects(sample: Sample, width: int, height: int,
+                  categories: set[str]) -> tuple[list[SourceObject] | None, list[Problem]]:
+    """The objects as they may be written (boxes clipped), or None at the first bad one."""
+    objects, problems = [], []
     for i, obj in enumerate(sample.objects):
         checked, found = check_object(obj, width, height, categories, f"{sample.file_name} object {i}")
         problems += found
         if checked is None:
             return None, problems
         objects.append(checked)
-    return Sample(sample.file_name, image, objects, attributes=sample.attributes), problems
+    return objects, problems
+
+
+def check_sample(sample: Sample, categories: set[str]) -> tuple[Sample | None, list[Problem]]:
+    """The sample as it may be written (pixels decoded, fixes applied), or None if it is bad.
+
+    The name and what the source itself found wrong come first: a record with an unsafe
+    name is never opened, since its path may point anywhere.
+    """
+    problems = [Problem(kind, sample.file_name, detail) for kind, detail in sample.problems]
+    problems += file_name_problems(sample.file_name)
+    if problems:
+        return None, problems
+    image, problems = load_rgb(sample)
+    if image is None:
+        return None, problems
+    height, width = image.shape[:2]
+    mismatch = check_size(sample, width, height)
+    if mismatch:
+        return None, problems + mismatch
+    objects, found = check_objects(sample, width, height, categories)
+    if objects is None:
+        return None, problems + found
+    return replace(sample, image=image, objects=objects, problems=()), problems + found

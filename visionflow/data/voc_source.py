@@ -1,7 +1,8 @@
 """``ingest.source: voc``: Pascal VOC XML annotations and JPEGs, keeping ``difficult``.
 
 VOC boxes are 1-based inclusive pixel corners; COCO boxes are continuous, so
-``x = xmin - 1`` and ``w = xmax - xmin + 1``.
+``x = xmin - 1`` and ``w = xmax - xmin + 1``. A ``<size>``, when present, is passed on as
+the image's declared size for validation to compare.
 """
 
 from __future__ import annotations
@@ -30,10 +31,16 @@ class VocOptions(BaseModel):
         return path
 
 
-def _parse(xml_path: Path) -> tuple[str, list[SourceObject]]:
+def _size(root: ET.Element) -> tuple[int, int] | None:
+    size = root.find("size")
+    return None if size is None else (int(size.findtext("width")), int(size.findtext("height")))
+
+
+def _parse(xml_path: Path) -> tuple[str, list[SourceObject], tuple[int, int] | None]:
     try:
         root = ET.parse(xml_path).getroot()
         file_name = root.findtext("filename")
+        size = _size(root)
         objects = []
         for i, obj in enumerate(root.iter("object")):
             box = obj.find("bndbox")
@@ -44,7 +51,7 @@ def _parse(xml_path: Path) -> tuple[str, list[SourceObject]]:
         raise DataError(f"{xml_path}: not a valid VOC annotation ({type(e).__name__}: {e})") from None
     if not file_name:
         raise DataError(f"{xml_path}: no <filename>")
-    return file_name, objects
+    return file_name, objects, size
 
 
 @SOURCES.register("voc")
@@ -62,7 +69,7 @@ class VocFolder:
         else:
             self.files = sorted(ann_dir.glob("*.xml"))
         self.parsed = [_parse(f) for f in self.files]
-        found = sorted({o.category for _, objs in self.parsed for o in objs})
+        found = sorted({o.category for _, objs, _ in self.parsed for o in objs})
         self._classes = options.classes or found
         unknown = set(found) - set(self._classes)
         if unknown:
@@ -75,5 +82,6 @@ class VocFolder:
         return len(self.parsed)
 
     def samples(self) -> Iterator[Sample]:
-        for file_name, objects in self.parsed:
-            yield Sample(f"images/{file_name}", self.options.path / "JPEGImages" / file_name, objects)
+        for file_name, objects, size in self.parsed:
+            yield Sample(f"images/{file_name}", self.options.path / "JPEGImages" / file_name, objects,
+                         declared_size=size)
