@@ -141,3 +141,50 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
                            "--dt", str(tmp_path / "dt.json")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "image_id 999999" in proc.stderr
+
+
+def four_images_two_with_detections() -> tuple[dict, list]:
+    """One 10x10 box on each of 4 images; a perfect detection on images 1 and 2 only."""
+    gt = {"images": [{"id": i} for i in (1, 2, 3, 4)], "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0}
+                          for i in (1, 2, 3, 4)]}
+    dets = [{"image_id": i, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9} for i in (1, 2)]
+    return gt, dets
+
+
+def test_images_without_detections_count_as_misses_and_are_warned_about():
+    gt, dets = four_images_two_with_detections()
+    ours = evaluate_coco(gt, dets)
+    assert_same(ours, gt, dets)
+    assert ours.stats["AP"] == pytest.approx(51 / 101)  # precision 1 up to recall 0.5: 51 of the 101 points
+    (warning,) = ours.warnings
+    assert "only 2 of the 4 images with ground truth have detections" in warning
+    assert "count as misses" in warning and "ground truth of that split only" in warning
+
+
+def test_ground_truth_of_the_detected_split_only_gives_no_warning():
+    gt, dets = four_images_two_with_detections()
+    gt["images"] = gt["images"][:2]
+    gt["annotations"] = gt["annotations"][:2]
+    ours = evaluate_coco(gt, dets)
+    assert ours.stats["AP"] == pytest.approx(1.0)
+    assert ours.warnings == ()
+
+
+def test_images_with_nothing_to_miss_need_no_detections():
+    gt, dets = four_images_two_with_detections()
+    gt["annotations"][2]["iscrowd"] = 1  # image 3: crowd only, which no detection has to find
+    del gt["annotations"][3]  # image 4: no ground truth
+    assert evaluate_coco(gt, dets).warnings == ()
+
+
+def test_cli_warns_in_one_stderr_line_and_keeps_stdout_json(tmp_path, capsys):
+    from visionflow.cli import main
+
+    gt, dets = four_images_two_with_detections()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dets))
+    assert main(["evaluate-coco", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "dt.json")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["AP"] == pytest.approx(51 / 101)
+    assert err.count("\n") == 1 and err.startswith("warning: only 2 of the 4 images with ground truth")

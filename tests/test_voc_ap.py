@@ -1,6 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
+from visionflow.cli import main
 from visionflow.metrics.voc import evaluate_voc, voc_ap
 
 # Detections in score order: TP, FP, TP, FP, TP over 3 positives.
@@ -82,3 +85,48 @@ def test_cli_evaluate_voc(tmp_path):
     assert out["per_category"]["cat"] == pytest.approx(voc_ap(RECALL, PRECISION))
     out07 = json.loads(subprocess.run(base + ["--metric", "11point"], capture_output=True, text=True, check=True).stdout)
     assert out07["mAP"] == pytest.approx(voc_ap(RECALL, PRECISION, use_07_metric=True))
+
+
+@pytest.mark.parametrize("iou", [0.0, 1.0, 1.7, -0.5, float("nan")])
+def test_iou_threshold_outside_zero_one_is_refused(iou):
+    gt, dets = gt_and_dets()
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        evaluate_voc(gt, dets, iou_threshold=iou)
+
+
+@pytest.mark.parametrize("iou, message", [("1.7", "got 1.7"), ("0", "got 0.0"), ("x", "not a number: 'x'")])
+def test_cli_refuses_a_bad_iou_in_one_line_with_exit_2(iou, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate-voc", "--gt", "gt.json", "--dt", "dt.json", "--iou", iou])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --iou" in err and message in err
+
+
+def test_images_without_detections_are_warned_about():
+    gt, dets = gt_and_dets()
+    gt["images"].append({"id": 3})
+    gt["annotations"].append({"id": 5, "image_id": 3, "category_id": 1, "bbox": [0, 0, 10, 10]})
+    res = evaluate_voc(gt, dets)
+    tp, fp = np.array([1, 1, 2, 2, 3]), np.array([0, 1, 1, 2, 2])  # as before, over 4 positives
+    assert res.per_category["cat"] == pytest.approx(voc_ap(tp / 4, tp / (tp + fp)))
+    (warning,) = res.warnings
+    assert "only 2 of the 3 images with ground truth have detections" in warning
+
+
+def test_images_with_only_difficult_boxes_need_no_detections():
+    gt, dets = gt_and_dets()
+    assert evaluate_voc(gt, dets).warnings == ()
+    gt["images"].append({"id": 3})
+    gt["annotations"].append({"id": 5, "image_id": 3, "category_id": 1, "bbox": [0, 0, 10, 10], "difficult": 1})
+    assert evaluate_voc(gt, dets).warnings == ()
+
+
+def test_cli_evaluate_voc_warns_on_stderr(tmp_path, capsys):
+    gt, dets = gt_and_dets()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps([d for d in dets if d["image_id"] == 1]))
+    assert main(["evaluate-voc", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "dt.json")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["per_category"]["cat"] == pytest.approx(voc_ap(np.array([1, 1, 2]) / 3, [1, 1 / 2, 2 / 3]))
+    assert err.count("\n") == 1 and err.startswith("warning: only 1 of the 2 images with ground truth")

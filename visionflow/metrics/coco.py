@@ -369,11 +369,30 @@ def per_category_ap(acc: Accumulated, gt: GroundTruth) -> dict[str, float]:
             for k, c in enumerate(gt.category_ids)}
 
 
+def image_coverage_warning(gt: GroundTruth, dt: Detections, counted: np.ndarray | None = None) -> str | None:
+    """A one-line warning when some images with ground truth have no detection at all, else None.
+
+    Their boxes all count as misses, as in pycocotools. That is right for a model that
+    found nothing there, but it silently lowers AP when the detections are of one split
+    and the ground truth is of all of them. ``counted`` (N,) marks the annotations that
+    can be missed; by default the non-crowd ones.
+    """
+    counted = ~gt.iscrowd if counted is None else counted
+    with_gt = np.unique(gt.img[counted])
+    missing = int(np.count_nonzero(~np.isin(with_gt, dt.img)))
+    if not missing:
+        return None
+    return (f"only {len(with_gt) - missing} of the {len(with_gt)} images with ground truth have detections, and "
+            "images without detections count as misses (if the detections are of one split, pass the ground "
+            "truth of that split only)")
+
+
 @dataclass(frozen=True)
 class CocoEvaluation:
     stats: dict[str, float]
     per_category: dict[str, float]
     accumulated: Accumulated
+    warnings: tuple[str, ...] = ()  # about the inputs (see image_coverage_warning); the numbers stand
 
     def as_dict(self) -> dict:
         return {**self.stats, "per_category": self.per_category}
@@ -384,7 +403,8 @@ def evaluate_coco(ground_truth, detections, params: Params = Params()) -> CocoEv
     gt = load_ground_truth(ground_truth)
     dt = load_detections(detections, gt)
     acc = accumulate(match(gt, dt, params), params)
-    return CocoEvaluation(summarize(acc, params), per_category_ap(acc, gt), acc)
+    warning = image_coverage_warning(gt, dt)
+    return CocoEvaluation(summarize(acc, params), per_category_ap(acc, gt), acc, (warning,) if warning else ())
 
 
 def pr_curves(evaluation: CocoEvaluation, gt_names: list[str], iou: float = 0.5,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from visionflow.boxes import convert_boxes, pairwise_iou_xyxy
-from visionflow.metrics.coco import load_detections, load_ground_truth
+from visionflow.metrics.coco import image_coverage_warning, load_detections, load_ground_truth
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = False) -> float:
@@ -35,16 +35,25 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
+def check_iou_threshold(iou_threshold: float) -> float:
+    """``iou_threshold`` itself if it is in (0, 1), else ValueError: at 1 or above nothing could match."""
+    if not 0 < iou_threshold < 1:  # also rejects NaN
+        raise ValueError(f"IoU threshold must be between 0 and 1 (exclusive), got {iou_threshold}")
+    return iou_threshold
+
+
 @dataclass(frozen=True)
 class VocEvaluation:
     per_category: dict[str, float]  # -1 for a class without non-difficult ground truth
     mAP: float
+    warnings: tuple[str, ...] = ()  # about the inputs (see image_coverage_warning); the numbers stand
 
     def as_dict(self) -> dict:
         return {"mAP": self.mAP, "per_category": self.per_category}
 
 
 def evaluate_voc(ground_truth, detections, iou_threshold: float = 0.5, use_07_metric: bool = False) -> VocEvaluation:
+    check_iou_threshold(iou_threshold)
     gt = load_ground_truth(ground_truth)
     difficult = gt.difficult | gt.iscrowd
     dt = load_detections(detections, gt)
@@ -81,4 +90,5 @@ def evaluate_voc(ground_truth, detections, iou_threshold: float = 0.5, use_07_me
         precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
         per_category[name] = voc_ap(tp / npos, precision, use_07_metric)
     defined = [v for v in per_category.values() if v >= 0]
-    return VocEvaluation(per_category, float(np.mean(defined)) if defined else -1.0)
+    warning = image_coverage_warning(gt, dt, counted=~difficult)
+    return VocEvaluation(per_category, float(np.mean(defined)) if defined else -1.0, (warning,) if warning else ())
