@@ -19,7 +19,7 @@ TINY_PARAMS = {
     "preprocess": {"image_size": 64, "num_shards": 2},
     "backbone": {"name": "mobilenet_v2", "width": 0.35, "init": "pretrain",
                  "pretrain": {"epochs": 1, "batch_size": 16}},
-    "train_localizer": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}},
+    "train": {"localizer": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}}},
 }
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from visionflow.boxes import (convert_boxes, decode_sqrt_cxcywh, denormalize_boxes, elementwise_iou_xyxy,
-                              encode_sqrt_cxcywh, normalize_boxes, pairwise_iou_xyxy)
+from visionflow.boxes import (convert_boxes, denormalize_boxes, elementwise_iou_xyxy, normalize_boxes,
+                              pairwise_iou_xyxy)
 
 
 def test_conversions_by_hand():
@@ -52,10 +52,3 @@ def test_elementwise_matches_pairwise_diagonal():
     b = a + rng.normal(0, 5, size=a.shape)
     b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 0.5)
     np.testing.assert_allclose(elementwise_iou_xyxy(a, b), np.diag(pairwise_iou_xyxy(a, b)))
-
-
-def test_sqrt_encoding_round_trip():
-    cxcywh = np.array([[0.5, 0.5, 0.25, 0.04]])
-    enc = encode_sqrt_cxcywh(cxcywh)
-    np.testing.assert_allclose(enc, [[0.5, 0.5, 0.5, 0.2]])
-    np.testing.assert_allclose(decode_sqrt_cxcywh(enc), cxcywh)

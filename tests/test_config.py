@@ -1,7 +1,10 @@
+import subprocess
+import sys
+
 import pytest
 import yaml
 
-from visionflow.config import ConfigError, load_config, parse_config
+from visionflow.config import Config, ConfigError, load_config, parse_config
 
 PARAMS = "params.yaml"
 
@@ -14,27 +17,76 @@ def test_shipped_params_are_valid():
     cfg = load_config(PARAMS)
     assert cfg.ingest.source == "synthetic"
     assert cfg.split.fractions.train == 0.75
-    assert cfg.train_localizer.loss_weights.class_ == 0.8
-    assert cfg.train_localizer.loss_weights.box == 0.2
+    assert cfg.models == ["localizer"]
+    assert cfg.family_config("localizer").loss_weights.class_ == 0.8
+    assert cfg.family_config("localizer").loss_weights.box == 0.2
+
+
+def leaves(tree: dict, prefix: str = "") -> dict:
+    """{"a.b.c": value} for every leaf of a nested mapping."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def read_config(cfg: Config) -> dict:
+    """Every key the config model reads, with its value: the sections, each family's and the source's options."""
+    from visionflow.data.sources import SOURCES
+
+    data = cfg.model_dump(mode="json", by_alias=True)
+    data["train"] = {name: cfg.family_config(name).model_dump(mode="json", by_alias=True) for name in cfg.models}
+    options = SOURCES.get(cfg.ingest.source).Options(**cfg.ingest.source_options())
+    data["ingest"][cfg.ingest.source] = options.model_dump(mode="json")
+    return leaves(data)
+
+
+def test_params_yaml_spells_out_every_key_the_config_reads():
+    shipped = leaves(shipped_params())
+    missing = sorted(set(read_config(load_config(PARAMS))) - set(shipped))
+    assert not missing, f"read by the config but absent from params.yaml: {missing}"
+
+
+def test_the_code_defaults_are_the_shipped_params():
+    """Nothing in the code contradicts params.yaml: a config of defaults only reads the same values."""
+    defaults = Config(ingest={"synthetic": {}}, train={"localizer": {}})
+    shipped, default = read_config(load_config(PARAMS)), read_config(defaults)
+    differ = {key: (shipped[key], default.get(key)) for key in shipped if default.get(key) != shipped[key]}
+    assert not differ, f"params.yaml value, code default: {differ}"
 
 
 @pytest.mark.parametrize(
     "edit, key, message",
     [
         (lambda p: p["ingest"]["synthetic"].update(num_imags=5), "ingest.synthetic.num_imags", "unknown key"),
-        (lambda p: p["train_localizer"].update(frozn={}), "train_localizer.frozn", "unknown key"),
+        (lambda p: p["train"]["localizer"].update(frozn={}), "train.localizer.frozn", "unknown key"),
         (lambda p: p.update(trian={}), "trian", "unknown key"),
-        (lambda p: p["train_localizer"]["frozen"].update(epochs="three"), "train_localizer.frozen.epochs",
+        (lambda p: p["train"]["localizer"]["frozen"].update(epochs="three"), "train.localizer.frozen.epochs",
          "valid integer"),
-        (lambda p: p["train_localizer"]["finetune"].update(learning_rate=-1), "train_localizer.finetune.learning_rate",
-         "greater than 0"),
-        (lambda p: p["train_localizer"].update(class_gradient=2), "train_localizer.class_gradient",
+        (lambda p: p["train"]["localizer"]["frozen"].update(epochs="3"), "train.localizer.frozen.epochs",
+         "valid integer"),  # a quoted number is not an integer
+        (lambda p: p["preprocess"].update(num_shards=4.0), "preprocess.num_shards", "valid integer"),
+        (lambda p: p["ingest"]["synthetic"].update(seed="42"), "ingest.synthetic.seed", "valid integer"),
+        (lambda p: p["train"]["localizer"]["finetune"].update(learning_rate=-1),
+         "train.localizer.finetune.learning_rate", "greater than 0"),
+        (lambda p: p["train"]["localizer"].update(class_gradient=2), "train.localizer.class_gradient",
+         "less than or equal to 1"),
+        (lambda p: p["evaluate"].update(iou_thresholds=[0.5, 1.5]), "evaluate.iou_thresholds.1",
+         "less than or equal to 1"),
+        (lambda p: p["evaluate"]["nms"].update(iou_threshold=1.5), "evaluate.nms.iou_threshold",
+         "less than or equal to 1"),
+        (lambda p: p["train"]["localizer"]["augment"].update(flip=1.5), "train.localizer.augment.flip",
          "less than or equal to 1"),
         (lambda p: p["split"]["fractions"].update(test=0.2), "split.fractions", "sum to 1"),
         (lambda p: p["ingest"]["synthetic"].update(min_object_size=80), "ingest.synthetic", "min_object_size"),
         (lambda p: p["backbone"].update(name="mobilenet"), "backbone.name", "valid: "),
         (lambda p: p["ingest"].update(source="nope"), "ingest.source", "not in the sources registry"),
         (lambda p: p["backbone"].update(init="missing/weights.h5"), "backbone.init", "does not exist"),
+        (lambda p: p["train"].update(detektor={}), "train.detektor", "not in the families registry"),
+        (lambda p: p.update(train={}), "train", "at least one model family"),
         (lambda p: p["preprocess"].update(image_size=64) or p["backbone"].update(name="xception", width=1.0),
          "preprocess.image_size", "at least 71"),
     ],
@@ -49,15 +101,31 @@ def test_bad_params_name_the_dotted_key(edit, key, message):
     assert "\n" not in text  # one line
 
 
-def test_missing_file_and_bad_yaml(tmp_path):
+def test_missing_empty_duplicate_and_bad_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
     with pytest.raises(ConfigError, match="no such file"):
-        load_config(tmp_path / "params.yaml")
-    (tmp_path / "params.yaml").write_text("split: [unclosed\n")
+        load_config(path)
+    path.write_text("split: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(tmp_path / "params.yaml")
+        load_config(path)
+    path.write_text("")
+    with pytest.raises(ConfigError, match="params.yaml: empty"):
+        load_config(path)
+    path.write_text("split:\n  seed: 1\n  seed: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'seed'") as err:
+        load_config(path)
+    assert "line 3" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_config_is_immutable():
     cfg = load_config(PARAMS)
     with pytest.raises(Exception):
         cfg.split.seed = 1
+
+
+def test_checking_the_config_imports_neither_tensorflow_nor_keras():
+    code = ("import sys; from visionflow.cli import main; assert main(['check-config']) == 0; "
+            "loaded = {'tensorflow', 'keras'} & set(sys.modules); assert not loaded, loaded")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "params.yaml: ok" in proc.stdout

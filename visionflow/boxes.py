@@ -84,19 +84,3 @@ def elementwise_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     union = box_area_xyxy(a) + box_area_xyxy(b) - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def encode_sqrt_cxcywh(boxes_cxcywh_normalized: np.ndarray) -> np.ndarray:
-    """Localizer target: (cx, cy, sqrt(w), sqrt(h)), all normalised to 0..1.
-
-    Regressing square roots makes an error on a small box cost more than the same
-    error on a large one (Géron ch. 14, after YOLO).
-    """
-    b = _as_boxes(boxes_cxcywh_normalized)
-    return np.concatenate([b[..., :2], np.sqrt(np.clip(b[..., 2:], 0, None))], axis=-1)
-
-
-def decode_sqrt_cxcywh(encoded: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_sqrt_cxcywh`: (cx, cy, sqrt w, sqrt h) -> normalised cxcywh."""
-    e = _as_boxes(encoded)
-    return np.concatenate([e[..., :2], np.square(e[..., 2:])], axis=-1)

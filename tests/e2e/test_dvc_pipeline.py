@@ -11,7 +11,7 @@ from tests.project import make_project, run
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["ingest", "split", "preprocess", "backbone", "train_localizer", "evaluate"]
+STAGES = ["ingest", "split", "preprocess", "anchors", "backbone", "train@localizer", "evaluate@localizer"]
 
 
 @pytest.fixture(scope="module")
@@ -41,47 +41,62 @@ def test_every_stage_ran_and_wrote_its_outputs(project):
     assert sorted(sum(manifests.values(), [])) == sorted(img["id"] for img in coco["images"])
     assert len(manifests["train"]) == 60
     assert list((root / "data/processed").glob("train-*.tfrecord"))
-    anchors = json.loads((root / "data/processed/anchors.json").read_text())["anchors"]
+    anchors = json.loads((root / "data/anchors/anchors.json").read_text())["anchors"]
     assert len(anchors) == 9 and all(0 < w <= 1 and 0 < h <= 1 for w, h in anchors)
-    assert 0 < json.loads((root / "metrics/anchors.json").read_text())["mean_best_iou"] <= 1
+    assert 0 < json.loads((root / "metrics/data/anchors.json").read_text())["mean_best_iou"] <= 1
     assert json.loads((root / "data/raw/validation.json").read_text())["num_written"] == 80
     assert (root / "models/backbone.weights.h5").stat().st_size > 0
-    assert (root / "models/localizer.keras").stat().st_size > 0
-    metrics = json.loads((root / "metrics/localizer.json").read_text())
+    assert (root / "models/localizer/model.keras").stat().st_size > 0
+    metrics = json.loads((root / "metrics/localizer/test.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["mean_iou"] <= 1
     assert metrics["num_examples"] == len(manifests["test"])
-    history = (root / "plots/localizer_history.csv").read_text().splitlines()
+    history = (root / "plots/localizer/history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,") and len(history) == 1 + 2  # one epoch per phase
 
 
-def test_evaluation_writes_coco_metrics_pr_curves_and_predictions(project):
+def test_evaluation_writes_coco_metrics_pr_curves_and_predictions_beside_their_ground_truth(project):
     root, _ = project
-    metrics = json.loads((root / "metrics/localizer.json").read_text())
+    metrics = json.loads((root / "metrics/localizer/test.json").read_text())
     for key in ("coco_AP", "coco_AP50", "coco_AR100", "share_iou_ge_0.5", "share_iou_ge_0.75", "per_class_AP50"):
         assert key in metrics
-    predictions = json.loads((root / "reports/localizer_test_predictions.json").read_text())
+    predictions = json.loads((root / "reports/localizer/test_predictions.json").read_text())
     assert len(predictions) == metrics["num_examples"]  # one box per test image survives NMS
     assert set(predictions[0]) == {"image_id", "category_id", "bbox", "score"}
-    curves = sorted(p.stem for p in (root / "plots/pr").glob("*.csv"))
+    curves = sorted(p.stem for p in (root / "plots/localizer/precision_recall").glob("*.csv"))
     assert curves and set(curves) <= {"circle", "square", "triangle", "diamond", "star"}
-    first = (root / "plots/pr" / f"{curves[0]}.csv").read_text().splitlines()
+    first = (root / "plots/localizer/precision_recall" / f"{curves[0]}.csv").read_text().splitlines()
     assert first[0] == "recall,precision" and len(first) == 1 + 101
+    truth = root / "reports/localizer/test_ground_truth.json"
+    test_ids = json.loads((root / "data/split/test.json").read_text())["image_ids"]
+    assert sorted(img["id"] for img in json.loads(truth.read_text())["images"]) == sorted(test_ids)
+    again = run(["visionflow", "evaluate-coco", "--gt", str(truth), "--dt", str(root / "reports/localizer/test_predictions.json")], root)
+    assert json.loads(again.stdout)["AP"] == pytest.approx(metrics["coco_AP"]) and "warning" not in again.stderr
 
 
-def test_dvc_metrics_and_plots_render(project, tmp_path):
+def test_dvc_metrics_and_plots_render_each_chart_once_with_its_model_and_class(project, tmp_path):
     root, _ = project
-    shown = run(["dvc", "metrics", "show", "--json"], root).stdout
-    assert "mean_iou" in shown and "coco_AP50" in shown
-    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], root)
-    html = (tmp_path / "plots" / "index.html").read_text()
-    assert "precision" in html and "Localizer training loss" in html
+    shown = json.loads(run(["dvc", "metrics", "show", "--json", "metrics/localizer"], root).stdout)
+    files = shown[""]["data"]
+    assert set(files) == {"metrics/localizer/train.json", "metrics/localizer/test.json"}
+    assert "mean_iou" in files["metrics/localizer/test.json"]["data"] and "coco_AP50" in files["metrics/localizer/test.json"]["data"]
+    assert "class_counts" not in run(["dvc", "metrics", "show", "--json"], root).stdout  # the data's counts stay apart
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], root).stdout)
+    assert not plots.get("errors")
+    titles = [p["content"]["title"]["text"] if isinstance(p["content"]["title"], dict) else p["content"]["title"]
+              for charts in plots["data"].values() for p in charts]
+    assert len(titles) == len(set(titles))  # no chart twice
+    curves = sorted(p.stem for p in (root / "plots/localizer/precision_recall").glob("*.csv"))
+    assert {f"plots/localizer/precision_recall/{name}.csv" for name in curves} <= set(titles)
+    assert {"localizer loss (train and valid)", "localizer box IoU (train and valid)"} <= set(titles)
+    assert not any("step" in json.dumps(p["content"]["encoding"]) for charts in plots["data"].values() for p in charts
+                   if "encoding" in p["content"])
 
 
 def test_dvc_lock_records_every_stage(project):
     root, _ = project
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
-    assert lock["stages"]["train_localizer"]["params"]["params.yaml"]["train_localizer"]["frozen"]["epochs"] == 1
+    assert lock["stages"]["train@localizer"]["params"]["params.yaml"]["train.localizer"]["frozen"]["epochs"] == 1
 
 
 def test_each_stage_logged_a_run_tagged_with_commit_and_lock_hashes(project, runs):
@@ -100,21 +115,21 @@ def test_each_stage_logged_a_run_tagged_with_commit_and_lock_hashes(project, run
 
 def test_training_metrics_continue_across_both_phases(runs):
     client = mlflow.MlflowClient()
-    train = runs["train_localizer"]
+    train = runs["train@localizer"]
     steps = [m.step for m in client.get_metric_history(train.info.run_id, "loss")]
     assert steps == [0, 1]
     params = train.data.params
     assert {"frozen.optimizer.learning_rate", "finetune.optimizer.learning_rate"} <= set(params)  # one per compile
     rates = [m.step for m in client.get_metric_history(train.info.run_id, "learning_rate")]
     assert rates == [0, 1]  # the schedule's rate, logged in both phases
-    assert params["train_localizer.loss_weights.class"] == "0.8"
-    test = runs["evaluate"].data.metrics
+    assert params["train.localizer.loss_weights.class"] == "0.8"
+    test = runs["evaluate@localizer"].data.metrics
     assert {"test_accuracy", "test_mean_iou", "test_share_iou_ge_0.5"} <= set(test)
 
 
 def test_logged_model_loads_and_predicts_named_outputs(project, runs):
     root, _ = project
-    run_id = runs["train_localizer"].info.run_id
+    run_id = runs["train@localizer"].info.run_id
     model_uri = f"runs:/{run_id}/model"
     info = mlflow.models.get_model_info(model_uri)
     outputs = {spec.name for spec in info.signature.outputs.inputs}
@@ -131,7 +146,7 @@ def test_logged_model_loads_and_predicts_named_outputs(project, runs):
 
 def test_evaluation_figures_and_predictions_are_mlflow_artifacts(runs):
     client = mlflow.MlflowClient()
-    run_id = runs["evaluate"].info.run_id
+    run_id = runs["evaluate@localizer"].info.run_id
     figures = {a.path for a in client.list_artifacts(run_id, "figures")}
     assert figures == {"figures/pr_curves.png", "figures/test_predictions.png"}
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="figures/test_predictions.png")
