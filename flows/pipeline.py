@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger, task
 
 from visionflow.config import load_config
 from visionflow.dvc_stages import StageFailed, lock_file_hash, pipeline_stages, repro_stage
+from visionflow.layout import model_metrics
 from visionflow.tracking import flatten_params, pipeline_run
 
 
@@ -47,10 +48,11 @@ def training_pipeline(root: str = ".", stages: list[str] | None = None) -> dict:
         results = [dvc_stage(stage, str(root_path)) for stage in order]
         mlflow.set_tag("dvc.lock_hash", lock_file_hash(root_path))
         mlflow.log_dict({"stages": results}, "stages.json")
-        metrics = root_path / "metrics" / "localizer.json"
-        if metrics.exists():
-            values = json.loads(metrics.read_text())
-            mlflow.log_metrics({f"test_{k}": v for k, v in values.items() if isinstance(v, (int, float))})
+        for model in cfg.models:  # each family's test metrics, to compare pipeline runs in the UI
+            metrics = root_path / model_metrics(model, "test")
+            if metrics.exists():
+                values = json.loads(metrics.read_text())
+                mlflow.log_metrics({f"{model}/test_{k}": v for k, v in values.items() if isinstance(v, (int, float))})
     return {"mlflow_run_id": run.info.run_id, "stages": results}
 
 

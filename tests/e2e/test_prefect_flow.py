@@ -1,21 +1,31 @@
-"""``training_pipeline`` on Prefect's test server: DVC stages under one MLflow parent run."""
+"""``training_pipeline`` on Prefect's test server, over stub DVC stages that run in a second.
+
+The stages are stubs (tests/stub_project.py), so these tests check what the flow adds
+to DVC: the order, the skips, the retries, the config check and the MLflow parent run
+with its children. The real stages run end to end in test_dvc_pipeline.py.
+"""
+
+from __future__ import annotations
 
 import hashlib
-import json
-import os
+import shutil
+from dataclasses import dataclass
 
 import mlflow
 import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
+from flows import pipeline
 from flows.pipeline import training_pipeline
-from tests.project import make_project, tool_env
-from visionflow.config import ConfigError
+from tests.stub_project import GRAPH, downstream, fail_next_run, make_stub_project, set_param, stage_starts
+from visionflow.config import ConfigError, load_config
+from visionflow.dvc_stages import StageFailed
+from visionflow.tracking import PARENT_RUN_ENV, flatten_params
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["ingest", "split", "preprocess", "backbone", "train_localizer", "evaluate"]
+PRODUCTION_TASK = pipeline.dvc_stage  # before the fixture below swaps in one that retries at once
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,66 +34,159 @@ def prefect_server():
         yield
 
 
-@pytest.fixture(scope="module")
-def env():
-    saved, wanted = dict(os.environ), tool_env()
-    os.environ.clear()
-    os.environ.update(wanted)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+@pytest.fixture(scope="module", autouse=True)
+def flow_env():
+    """No tracking URI or parent run from outside; retries without the production waits."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv(PARENT_RUN_ENV, raising=False)
+        patch.setattr(pipeline, "dvc_stage", PRODUCTION_TASK.with_options(retry_delay_seconds=0))
+        yield
 
 
 @pytest.fixture(scope="module")
-def flow_project(tmp_path_factory, env):
-    root = make_project(tmp_path_factory.mktemp("flow_project"))
-    first = training_pipeline(root=str(root))
-    second = training_pipeline(root=str(root))
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    return root, first, second
+def template(tmp_path_factory):
+    return make_stub_project(tmp_path_factory.mktemp("stub_template") / "project")
 
 
-def children(parent_id: str):
-    exp = mlflow.get_experiment_by_name("visionflow")
-    return mlflow.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-                              output_format="list")
+def copy_project(template, dest):
+    return shutil.copytree(template, dest / "project")
 
 
-def test_flow_runs_every_stage_in_order_through_dvc(flow_project):
-    root, first, _ = flow_project
-    assert [s["stage"] for s in first["stages"]] == STAGES
-    assert all(s["ran"] for s in first["stages"])
-    lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == set(STAGES)
-    assert json.loads((root / "metrics/localizer.json").read_text())["num_examples"] > 0
+@dataclass(frozen=True)
+class FlowRun:
+    """One call of the flow, and what it left behind."""
+
+    config: dict  # params.yaml as the flow saw it, flattened
+    result: dict | None  # what the flow returned; None when it failed
+    error: Exception | None
+    starts: list[str]  # the stub stages started, retries included
+    parent: mlflow.entities.Run  # the newest pipeline run
+    parents_so_far: int
+    children: list[mlflow.entities.Run]
+    lock: dict  # dvc.lock after the run
+    lock_hash: str
 
 
-def test_one_parent_run_with_a_child_per_stage(flow_project):
-    root, first, _ = flow_project
-    parent = mlflow.get_run(first["mlflow_run_id"])
+def run_flow(root) -> FlowRun:
+    config = flatten_params(load_config(root / "params.yaml").model_dump(by_alias=True))
+    before = len(stage_starts(root))
+    try:
+        result, error = training_pipeline(root=str(root)), None
+    except StageFailed as e:
+        result, error = None, e
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(config["tracking.experiment"])
+    parents = client.search_runs([experiment.experiment_id], "tags.`visionflow.stage` = 'pipeline'",
+                                 order_by=["attributes.start_time DESC"])
+    parent = parents[0]
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    lock_bytes = (root / "dvc.lock").read_bytes()
+    return FlowRun(config, result, error, stage_starts(root)[before:], parent, len(parents), children,
+                   yaml.safe_load(lock_bytes), hashlib.md5(lock_bytes).hexdigest())
+
+
+def ran(flow_run: FlowRun) -> dict[str, bool]:
+    return {s["stage"]: s["ran"] for s in flow_run.result["stages"]}
+
+
+def child_stages(flow_run: FlowRun) -> list[str]:
+    return sorted(r.data.tags["visionflow.stage"] for r in flow_run.children)
+
+
+# Each fixture below runs the flow once more on the same project, after the one before it.
+
+@pytest.fixture(scope="module")
+def project(template, tmp_path_factory):
+    return copy_project(template, tmp_path_factory.mktemp("flow_project"))
+
+
+@pytest.fixture(scope="module")
+def first(project):
+    return run_flow(project)
+
+
+@pytest.fixture(scope="module")
+def second(project, first):
+    return run_flow(project)
+
+
+@pytest.fixture(scope="module")
+def reseeded(project, second):
+    """A new split seed, and split fails once for a transient reason (exit 1)."""
+    set_param(project, "split.seed", 43)
+    fail_next_run(project, "split", exit_code=1)
+    return run_flow(project)
+
+
+@pytest.fixture(scope="module")
+def rejected(project, reseeded):
+    """New IoU thresholds, and evaluate rejects its input (exit 2)."""
+    set_param(project, "evaluate.iou_thresholds", [0.5, 0.6])
+    fail_next_run(project, "evaluate", exit_code=2)
+    return run_flow(project)
+
+
+def test_production_retries_a_stage_twice_after_5_then_30_seconds():
+    assert PRODUCTION_TASK.retries == 2
+    assert PRODUCTION_TASK.retry_delay_seconds == [5, 30]
+    assert PRODUCTION_TASK.retry_condition_fn is pipeline._transient
+
+
+def test_stages_run_once_each_in_dependency_order(first):
+    order = [s["stage"] for s in first.result["stages"]]
+    assert sorted(order) == sorted(GRAPH)
+    for stage, (upstream, _) in GRAPH.items():
+        assert all(order.index(u) < order.index(stage) for u in upstream), (stage, order)
+    assert all(ran(first).values())
+    assert first.starts == order
+    assert set(first.lock["stages"]) == set(GRAPH)
+
+
+def test_one_parent_run_with_a_child_per_stage(first):
+    parent = first.parent
+    assert first.parents_so_far == 1
+    assert parent.info.run_id == first.result["mlflow_run_id"]
+    assert parent.info.status == "FINISHED"
     assert parent.data.tags["visionflow.stage"] == "pipeline"
-    assert parent.data.tags["dvc.lock_hash"] == hashlib.md5((root / "dvc.lock").read_bytes()).hexdigest()
+    assert parent.data.tags["dvc.lock_hash"] == first.lock_hash
     assert len(parent.data.tags["git.commit"]) == 40
-    assert "test_accuracy" in parent.data.metrics
-    assert parent.data.params["train_localizer.loss_weights.class"] == "0.8"  # the whole config, to compare runs
-    kids = children(first["mlflow_run_id"])
-    assert sorted(r.data.tags["visionflow.stage"] for r in kids) == sorted(STAGES)
+    assert parent.data.metrics["localizer/test_accuracy"] == 0.75  # from the metrics file evaluate wrote
+    assert parent.data.params == {key: str(value) for key, value in first.config.items()}  # to compare runs
+    assert child_stages(first) == sorted(GRAPH)
+    for child in first.children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["git.commit"] == parent.data.tags["git.commit"]
+        assert set(child.data.params) == set(GRAPH[child.data.tags["visionflow.stage"]][1])
 
 
-def test_unchanged_stages_are_skipped_and_log_no_child(flow_project):
-    _, _, second = flow_project
-    assert [s["ran"] for s in second["stages"]] == [False] * len(STAGES)
-    assert children(second["mlflow_run_id"]) == []
+def test_a_second_run_skips_every_stage_and_logs_no_child(first, second):
+    assert ran(second) == {stage: False for stage in GRAPH}
+    assert second.starts == []
+    assert second.parent.info.run_id == second.result["mlflow_run_id"]
+    assert second.parents_so_far == first.parents_so_far + 1
+    assert second.children == []
 
 
-def test_a_changed_param_reruns_only_downstream_stages(flow_project):
-    root, _, _ = flow_project
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["evaluate"]["iou_thresholds"] = [0.5, 0.6]
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    result = training_pipeline(root=str(root))
-    assert {s["stage"]: s["ran"] for s in result["stages"]} == {s: s == "evaluate" for s in STAGES}
-    assert "share_iou_ge_0.6" in json.loads((root / "metrics/localizer.json").read_text())
+def test_a_changed_param_reruns_only_the_stages_downstream(reseeded):
+    assert ran(reseeded) == {stage: stage in downstream("split") for stage in GRAPH}
+    assert child_stages(reseeded) == sorted(downstream("split"))  # none for the failed attempt
+
+
+def test_a_transient_failure_is_retried_and_the_flow_succeeds(reseeded):
+    assert reseeded.error is None
+    assert reseeded.starts[:2] == ["split", "split"]
+    assert sorted(reseeded.starts[1:]) == sorted(downstream("split"))
+    assert reseeded.lock["stages"]["split"]["params"]["params.yaml"]["split.seed"] == 43
+
+
+def test_bad_input_fails_the_flow_once_without_a_retry(reseeded, rejected):
+    assert isinstance(rejected.error, StageFailed) and rejected.error.user_error
+    assert rejected.error.stage == "evaluate"
+    assert rejected.starts == ["evaluate"]
+    assert rejected.parent.info.status == "FAILED"
+    assert rejected.children == []
+    assert rejected.lock == reseeded.lock  # DVC records nothing of a failed stage
 
 
 @pytest.mark.parametrize(
@@ -94,12 +197,13 @@ def test_a_changed_param_reruns_only_downstream_stages(flow_project):
         (lambda p: p["ingest"].update(source="coco", coco={"path": "no/such/folder"}), "ingest.coco.path"),
     ],
 )
-def test_bad_config_stops_the_flow_before_any_work(tmp_path, env, edit, message):
-    root = make_project(tmp_path)
+def test_bad_config_stops_the_flow_before_any_work(template, tmp_path, edit, message):
+    root = copy_project(template, tmp_path)
     params = yaml.safe_load((root / "params.yaml").read_text())
     edit(params)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("+", r"\+")):
         training_pipeline(root=str(root))
-    assert not (root / "data").exists() and not (root / "dvc.lock").exists()
+    assert stage_starts(root) == []
+    assert not (root / "out").exists() and not (root / "dvc.lock").exists()
     assert not (root / "mlflow.db").exists()
