@@ -91,13 +91,15 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from visionflow.data.augment import AugmentConfig
+    from visionflow.data.augment_config import AugmentConfig
     from visionflow.data.coco_layout import write_raw_dataset
+    from visionflow.data.pipeline import model_dataset, steps_per_epoch
     from visionflow.data.sources import build_source
-    from visionflow.data.pipeline import localizer_dataset
     from visionflow.data.tfrecords import split_files
     from visionflow.models.backbones import BACKBONES
-    from visionflow.models.localizer import build_localizer, compile_localizer, make_optimizer
+    from visionflow.models.localizer.config import LocalizerConfig
+    from visionflow.models.localizer.family import Localizer
+    from visionflow.models.transfer import make_optimizer
 
     spec = BACKBONES.get("mobilenet_v2")
     batch = 32
@@ -106,15 +108,17 @@ def main() -> None:
         processed = build_shards(tmp, args.images)
         files = split_files(processed, "train")
 
-        ours = localizer_dataset(processed, "train", batch, spec.preprocess_input, training=True,
-                                 augment_config=AugmentConfig())
+        family = Localizer(LocalizerConfig(class_head="max", box_head="attention"), [f"c{c}" for c in range(5)])
+        steps = steps_per_epoch(args.images, batch)
+        ours = model_dataset(processed, "train", batch, spec.preprocess_input, family.targets, training=True,
+                             augment=AugmentConfig(), num_examples=args.images).take(steps)  # one epoch
         bare = bare_pipeline(files, batch)
         ours_ips, bare_ips = compare_images_per_second(ours, bare, args.images)
         print(f"(a) training input pipeline: {ours_ips:8.0f} img/s   bare tf.data: {bare_ips:8.0f} img/s   "
               f"ratio {ours_ips / bare_ips:.2f}x (target >= 0.8x)")
 
-        model, _ = build_localizer(spec, 128, 5, width=0.5, class_head="max", box_head="attention")
-        compile_localizer(model, make_optimizer("adam", 1e-3), 0.8, 0.2)
+        model, _ = family.build(spec, 128, 0.5, None)
+        family.compile(model, make_optimizer("adam", 1e-3))
         xs, ys_class, ys_box = [], [], []
         for x, y in ours:
             xs.append(x.numpy()), ys_class.append(y["class"].numpy()), ys_box.append(y["box"].numpy())

@@ -1,5 +1,6 @@
 """The localizer family: its encoding, heads, gradients, saved model, decode and metrics (real Keras)."""
 
+import json
 import subprocess
 import sys
 
@@ -50,29 +51,35 @@ def test_decode_gives_one_detection_per_image_in_normalised_xyxy():
     assert metrics == {"num_examples": 2, "accuracy": 0.5, "mean_iou": pytest.approx(1.0), "share_iou_ge_0.5": 1.0}
 
 
-@pytest.mark.parametrize("class_head,box_head,class_gradient,flip", [
-    ("avg", "pooled", 1.0, False), ("max", "flatten", 1.0, False), ("attention", "attention", 1.0, False),
-    ("attention", "attention", 0.01, True)])
-def test_localizer_outputs_are_named_and_model_round_trips(tmp_path, class_head, box_head, class_gradient, flip):
-    model, _ = build_localizer(SPEC, SIZE, 3, class_head=class_head, box_head=box_head, class_gradient=class_gradient)
-    out = model.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
-    assert set(out) == {"class", "box"} and out["class"].shape == (2, 3) and out["box"].shape == (2, 4)
-    compile_localizer(model, make_optimizer("sgd", 0.01), 0.8, 0.2)
-    path, compiled_path = tmp_path / "m.keras", tmp_path / "compiled.keras"
-    served = inference_model(model, flip_average=flip)
-    served.save(path)
-    model.save(compiled_path)
-    again = keras.saving.load_model(path)
+HEADS = [("avg", "pooled", 1.0, False), ("max", "flatten", 1.0, False), ("attention", "attention", 1.0, False),
+         ("attention", "attention", 0.01, True)]
 
-    def load_in_plain_keras(p):  # a fresh interpreter that never imports visionflow
-        return subprocess.run([sys.executable, "-c", f"import keras; keras.saving.load_model({str(p)!r})"],
-                              capture_output=True, text=True, cwd=tmp_path)
 
-    fresh = load_in_plain_keras(path)
-    assert fresh.returncode == 0, fresh.stderr[-2000:]
-    assert "BoxIoU" in load_in_plain_keras(compiled_path).stderr  # the training model would not load
+def test_localizer_outputs_are_named_and_the_saved_models_load_in_plain_keras(tmp_path):
+    """Every head pair: named outputs; the saved model loads in a fresh interpreter that never imports
+    visionflow and predicts the same; the compiled training model (with its BoxIoU metric) would not."""
     x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3)).astype("float32")
-    np.testing.assert_allclose(again.predict(x, verbose=0)["box"], served.predict(x, verbose=0)["box"], rtol=1e-5)
+    np.save(tmp_path / "x.npy", x)
+    expected = {}
+    for i, (class_head, box_head, class_gradient, flip) in enumerate(HEADS):
+        model, _ = build_localizer(SPEC, SIZE, 3, class_head=class_head, box_head=box_head,
+                                   class_gradient=class_gradient)
+        out = model.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
+        assert set(out) == {"class", "box"} and out["class"].shape == (2, 3) and out["box"].shape == (2, 4)
+        compile_localizer(model, make_optimizer("sgd", 0.01), 0.8, 0.2)
+        served = inference_model(model, flip_average=flip)
+        served.save(tmp_path / f"served{i}.keras")
+        expected[i] = served.predict(x, verbose=0)["box"]
+    model.save(tmp_path / "compiled.keras")
+    code = ("import json, sys, keras, numpy as np; x = np.load('x.npy'); boxes = {i: keras.saving.load_model("
+            f"f'served{{i}}.keras').predict(x, verbose=0)['box'].tolist() for i in range({len(HEADS)})}}; "
+            "print(json.dumps(boxes)); keras.saving.load_model('compiled.keras')")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert "visionflow" not in fresh.stdout
+    loaded = json.loads(fresh.stdout.strip().splitlines()[-1])
+    for i, boxes in expected.items():
+        np.testing.assert_allclose(loaded[str(i)], boxes, rtol=1e-5, atol=1e-6)
+    assert fresh.returncode != 0 and "BoxIoU" in fresh.stderr  # the training model would not load
 
 
 def test_the_flip_averaged_model_is_the_mean_of_the_image_and_its_mirror():
