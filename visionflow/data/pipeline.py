@@ -52,7 +52,7 @@ def model_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_i
     """
     import tensorflow as tf
 
-    ds = tf.data.TFRecordDataset(split_files(processed_dir, split), num_parallel_reads=None)
+    ds = tf.data.TFRecordDataset(split_files(processed_dir, split), num_parallel_reads=len(os.sched_getaffinity(0)))
     ds = ds.map(lambda s: {k: v for k, v in parse_example(s).items() if k in PADDED_KEYS},
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
@@ -67,7 +67,7 @@ def model_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_i
         ds = ds.map(lambda batch: (tf.constant(0, tf.int64), batch))
     to_model = _inputs_and_targets(preprocess_input, targets, augment if training else None, seed)
     ds = ds.map(lambda step, batch: _select(to_model(step, batch), batch, with_meta),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # in order: an epoch is reproducible
     return ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
