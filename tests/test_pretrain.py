@@ -63,3 +63,31 @@ def test_batchnorm_recalibration_moves_only_the_moving_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(), [4.0, 0.25], rtol=0.1)
     assert bn.momentum == 0.99  # put back
     np.testing.assert_array_equal(model.layers[-1].kernel.numpy(), kernel)
+
+
+def test_pretraining_learns_from_training_crops_and_returns_a_full_size_backbone(tmp_path):
+    """The whole of ``pretrain_backbone`` on real shards: crops of two classes, a tiny backbone, two epochs."""
+    import io
+
+    from PIL import Image
+
+    from tests.tiny import SPEC
+    from visionflow.data.tfrecords import _example
+    from visionflow.models.pretrain import pretrain_backbone
+
+    rng = np.random.default_rng(0)
+    with tf.io.TFRecordWriter(str(tmp_path / "train-00000-of-00001.tfrecord")) as writer:
+        for i in range(32):
+            x1, y1 = rng.integers(0, 40, 2)
+            rect = (int(x1), int(y1), int(x1) + 16, int(y1) + 16)
+            image = np.zeros((64, 64, 3), np.uint8)
+            image[rect[1]:rect[3], rect[0]:rect[2]] = 255 if i % 2 else 80
+            buf = io.BytesIO()
+            Image.fromarray(image).save(buf, format="PNG")
+            writer.write(_example(tf, buf.getvalue(), i + 1, np.array([rect], np.float32) / 64, [i % 2]).SerializeToString())
+    result = pretrain_backbone(SPEC, tmp_path, 64, 2, 1.0, epochs=2, batch_size=8, learning_rate=0.01, crop_size=32,
+                               seed=0)
+    assert len(result.history["loss"]) == 2 and 0 <= result.history["accuracy"][-1] <= 1
+    assert result.backbone.input_shape == (None, 64, 64, 3)  # moved to the full image size
+    bn = [l for l in result.backbone.layers if isinstance(l, keras.layers.BatchNormalization)][0]
+    assert not np.allclose(bn.moving_mean.numpy(), 0)  # recalibrated on full-size training images
