@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from visionflow.config import Config, load_config
+from visionflow.config import load_config
 from visionflow.dvc_stages import USER_ERROR_EXIT_CODE, stage_inputs
 from visionflow.errors import USER_ERRORS
 

@@ -55,11 +55,16 @@ def make_project(dest: Path, params: dict | None = None) -> Path:
         shutil.copy(ROOT / name, dest / name)
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(deep_update(shipped, deep_update(copy.deepcopy(TINY_PARAMS), params or {}))))
+    return commit_as_repo(dest, "project")
+
+
+def commit_as_repo(dest: Path, message: str) -> Path:
+    """Make ``dest`` a git + DVC repo (analytics off) holding everything in it, committed."""
     run(["git", "init", "-q"], dest)
     run(["git", "config", "user.email", "test@visionflow.local"], dest)
     run(["git", "config", "user.name", "visionflow tests"], dest)
     run(["dvc", "init", "-q"], dest)
     run(["dvc", "config", "core.analytics", "false"], dest)
     run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-qm", "project"], dest)
+    run(["git", "commit", "-qm", message], dest)
     return dest

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import run
+from tests.project import commit_as_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,14 +115,7 @@ def make_stub_project(dest: Path) -> Path:
     (dest / "stub.py").write_text(STUB)
     (dest / ".gitignore").write_text(f"/{CONTROL_DIR}/\n/mlflow.db\n/mlartifacts/\n")
     (dest / CONTROL_DIR / "fail").mkdir(parents=True)
-    run(["git", "init", "-q"], dest)
-    run(["git", "config", "user.email", "test@visionflow.local"], dest)
-    run(["git", "config", "user.name", "visionflow tests"], dest)
-    run(["dvc", "init", "-q"], dest)
-    run(["dvc", "config", "core.analytics", "false"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-qm", "stub project"], dest)
-    return dest
+    return commit_as_repo(dest, "stub project")
 
 
 def fail_next_run(root: Path, stage: str, exit_code: int) -> None:

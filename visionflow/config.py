@@ -246,6 +246,11 @@ def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file")
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(f"{path}: line {e.problem_mark.line + 1}: {e.problem}") from None
+    except yaml.MarkedYAMLError as e:
+        where = f"line {e.problem_mark.line + 1}: " if e.problem_mark else ""
+        raise ConfigError(f"{path}: not valid YAML: {where}{e.problem}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if data is not None and not isinstance(data, dict):
