@@ -33,6 +33,8 @@ def run(cfg: Config, model: str) -> None:
     stage = f"evaluate@{model}"
     with stage_run(stage, cfg.tracking.experiment, {"evaluate": cfg.evaluate.model_dump()}, dvc_tags(stage)):
         result = evaluate_model(cfg, model)
+        for warning in result.coco.warnings:
+            print(f"warning: {warning}")
         write_json(model_metrics(model, "test"), result.metrics)
         write_pr_curves(result.curves, model_plots(model) / "precision_recall")
         write_json(model_reports(model) / "test_predictions.json", result.detections)

@@ -37,6 +37,7 @@ def tool_env() -> dict[str, str]:
     env = environment_with_this_python()
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("VISIONFLOW_PARENT_RUN_ID", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # stages write __pycache__ beside the code, as on a user's machine
     return env
 
 

@@ -87,6 +87,8 @@ def test_the_code_defaults_are_the_shipped_params():
         (lambda p: p["backbone"].update(init="missing/weights.h5"), "backbone.init", "does not exist"),
         (lambda p: p["train"].update(detektor={}), "train.detektor", "not in the families registry"),
         (lambda p: p.update(train={}), "train", "at least one model family"),
+        (lambda p: p["train"]["localizer"]["augment"].update(keep_boxes_whole=False), "train.localizer",
+         "keep_boxes_whole must be true"),
         (lambda p: p["preprocess"].update(image_size=64) or p["backbone"].update(name="xception", width=1.0),
          "preprocess.image_size", "at least 71"),
     ],
@@ -115,6 +117,17 @@ def test_missing_empty_duplicate_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="duplicate key 'seed'") as err:
         load_config(path)
     assert "line 3" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_exponent_floats_read_as_numbers_as_dvc_reads_them(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(open(PARAMS).read().replace("learning_rate: 0.003", "learning_rate: 3e-3"))
+    assert load_config(path).family_config("localizer").frozen.learning_rate == 0.003
+
+
+def test_a_family_the_config_does_not_train_is_one_line():
+    with pytest.raises(ConfigError, match=r"train\.detector: not a section of train \(trains: localizer\)"):
+        load_config(PARAMS).family_config("detector")
 
 
 def test_config_is_immutable():

@@ -99,7 +99,10 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def test_a_changed_fingerprint_starts_over(tmp_path):
-    fam = family(1, 0)
-    train_two_phase(fam, *build(fam), batches_from(), STEPS, None, tmp_path / "ckpt", "old")
-    history = train_two_phase(fam, *build(fam), batches_from(), STEPS, None, tmp_path / "ckpt", "new")
-    assert [row["epoch"] for row in history] == [0]
+    fam, ran = family(1, 0), []
+    probe = lambda phase: [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ran.append(epoch))]  # noqa: E731
+    train_two_phase(fam, *build(fam), batches_from(), STEPS, None, tmp_path / "ckpt", "old", probe)
+    train_two_phase(fam, *build(fam), batches_from(), STEPS, None, tmp_path / "ckpt", "old", probe)
+    assert ran == [0]  # the same inputs: the phase was done, nothing trains again
+    history = train_two_phase(fam, *build(fam), batches_from(), STEPS, None, tmp_path / "ckpt", "new", probe)
+    assert ran == [0, 0] and [row["epoch"] for row in history] == [0]  # new inputs: trained anew

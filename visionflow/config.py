@@ -13,6 +13,7 @@ plug-in names resolve through the registries' names and entry points.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,6 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Probability = Annotated[float, Field(ge=0, le=1)]
 IoU = Annotated[float, Field(gt=0, le=1)]
 
 
@@ -156,6 +156,8 @@ class Config(Section):
         """The validated ``train.<family>`` section."""
         from visionflow.models.family_configs import family_config_class
 
+        if family not in self.train:
+            raise ConfigError(f"{PARAMS_FILE}: train.{family}: not a section of train (trains: {', '.join(self.train)})")
         return _validate(family_config_class(family), self.train[family], PARAMS_FILE, f"train.{family}.")
 
 
@@ -228,7 +230,8 @@ def parse_config(data: dict[str, Any] | None, source: str = PARAMS_FILE) -> Conf
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+    """YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently), and reads
+    ``3e-3`` as a number, as YAML 1.2 and DVC do (PyYAML's YAML 1.1 wants a dot: ``3.0e-3``)."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -238,6 +241,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:

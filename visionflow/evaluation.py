@@ -42,7 +42,7 @@ class Evaluation:
     detections: list[dict]  # COCO results, original pixels
     ground_truth: dict  # COCO ground truth of the evaluated split
     curves: dict[str, tuple[np.ndarray, np.ndarray]]  # class -> (recall, precision) at IoU 0.5
-    coco: CocoEvaluation
+    coco: CocoEvaluation  # its ``warnings`` say when detections cover fewer images than the ground truth
 
 
 def predict_split(model, family: ModelFamily, preprocess_input, split: str, batch_size: int) -> SplitPredictions:

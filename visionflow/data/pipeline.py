@@ -52,7 +52,8 @@ def model_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_i
     """
     import tensorflow as tf
 
-    ds = tf.data.TFRecordDataset(split_files(processed_dir, split), num_parallel_reads=len(os.sched_getaffinity(0)))
+    # One shard after another: a parallel read's order would depend on the number of cores.
+    ds = tf.data.TFRecordDataset(split_files(processed_dir, split))
     ds = ds.map(lambda s: {k: v for k, v in parse_example(s).items() if k in PADDED_KEYS},
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Callable
 
-from visionflow.registry import Registry
+from visionflow.registry import Registry, load_object
 
 if TYPE_CHECKING:
     import keras
@@ -40,10 +40,6 @@ class BackboneSpec:
     takes_width: bool = False  # whether ``alpha`` (width multiplier) is accepted
     stride8_layer: str | None = None  # the last map at 1/8, for detection heads; None: not offered
 
-    def _resolve(self, dotted: str):
-        module, _, attr = dotted.partition(":")
-        return getattr(import_module(module), attr)
-
     def build(self, image_size: int | None, weights: str | None = None, width: float = 1.0) -> keras.Model:
         """The headless backbone (features, no pooling) for square ``image_size`` inputs.
 
@@ -55,7 +51,7 @@ class BackboneSpec:
             kwargs["alpha"] = width
         elif width != 1.0:
             raise ValueError(f"{self.constructor} has no width multiplier; set backbone.width to 1.0")
-        return self._resolve(self.constructor)(**kwargs)
+        return load_object(self.constructor)(**kwargs)
 
     @property
     def strides(self) -> tuple[int, ...]:

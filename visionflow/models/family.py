@@ -3,9 +3,10 @@
 The generic parts know a family only through it: the ``tf.data`` pipeline asks it for
 the targets of a batch, the two-phase trainer builds and compiles through it, and the
 evaluation decodes the saved model's outputs through it to COCO-style detections and
-asks it for its own metrics. Adding a family touches nothing generic: register it in
-:data:`FAMILIES` (or through the ``visionflow.families`` entry-point group) and give it
-a section ``train.<name>`` in ``params.yaml``.
+asks it for its own metrics. Adding a family touches nothing generic: register it
+through the ``visionflow.families`` entry-point group (a built-in one in :data:`FAMILIES`
+and :mod:`visionflow.models.family_configs`), give it a section ``train.<name>`` in
+``params.yaml``, and its training-curve charts to ``dvc.yaml``'s top-level ``plots``.
 
 A family's module must import without TensorFlow (its ``Config`` is read when
 ``params.yaml`` is checked); it imports its Keras code inside the methods that need it.

@@ -1,9 +1,9 @@
 """Each model family's config model (its ``train.<family>`` section), found without loading its model code.
 
-The config checker reads only these, so checking ``params.yaml`` imports no Keras, and
-a stage that only checks the config does not depend on a family's model code. A
-plug-in family, registered once in the ``visionflow.families`` entry-point group, is
-asked for its ``Config``.
+The config checker reads only these, so checking ``params.yaml`` imports no Keras. A
+plug-in family, registered once in the ``visionflow.families`` entry-point group (which
+:data:`visionflow.models.family.FAMILIES` reads too), is asked for its ``Config``; a
+built-in family is listed both here and in ``FAMILIES``.
 """
 
 from __future__ import annotations

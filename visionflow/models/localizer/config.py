@@ -52,6 +52,12 @@ class LocalizerConfig(TrainConfig):
             raise ValueError(f"class_head attention needs a box head that says where to look, not {self.box_head}")
         return self
 
+    @model_validator(mode="after")
+    def _the_object_stays_in_view(self) -> "LocalizerConfig":
+        if not self.augment.keep_boxes_whole:  # a crop could drop the one object, leaving nothing to learn
+            raise ValueError("augment.keep_boxes_whole must be true: the localizer learns one object per image")
+        return self
+
 
 def _check(registry: Registry, name: str) -> str:
     try:
