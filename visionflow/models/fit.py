@@ -50,7 +50,7 @@ def fit_family(cfg: Config, model: str, meta: dict, fingerprint: str, callbacks_
              if meta["num_examples"]["valid"] else None)
     history = train_two_phase(family, net, backbone, train_from, steps_per_epoch(num_train, tcfg.batch_size), valid,
                               CHECKPOINT_DIR / model, fingerprint, callbacks_for_phase)
-    sample = next(iter(train_from(0)))[0][:2].numpy()
+    sample = next(iter(valid if valid is not None else train_from(0)))[0][:2].numpy()  # for the signature
     return Trained(family, family.inference_model(net), history, sample)
 
 
