@@ -5,7 +5,6 @@ detections), per-class PR curves for ``dvc plots``, and the test split's detecti
 and ground truth side by side, so ``visionflow evaluate-coco`` can score them again.
 """
 
-import csv
 from pathlib import Path
 
 import mlflow
@@ -14,7 +13,7 @@ from tasks._entry import dvc_tags, main
 from visionflow.config import Config
 from visionflow.evaluation import PR_IOU, evaluate_model, sample_figure
 from visionflow.figures import pr_curve_figure
-from visionflow.io import atomic_dir, write_json
+from visionflow.io import atomic_dir, write_csv, write_json
 from visionflow.layout import RAW_DIR, model_metrics, model_plots, model_reports
 from visionflow.tracking import stage_run
 
@@ -23,10 +22,7 @@ def write_pr_curves(curves: dict, out_dir: Path) -> None:
     """One CSV per class (recall, precision): ``dvc plots`` titles each chart with its path, so model and class."""
     with atomic_dir(out_dir) as tmp:
         for name, (recall, precision) in curves.items():
-            with (tmp / f"{name}.csv").open("w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["recall", "precision"])
-                writer.writerows(zip(recall.round(2).tolist(), precision.tolist()))
+            write_csv(tmp / f"{name}.csv", ["recall", "precision"], zip(recall.round(2).tolist(), precision.tolist()))
 
 
 def run(cfg: Config, model: str) -> None:

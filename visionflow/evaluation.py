@@ -7,7 +7,6 @@ NMS) and into its own metrics. Nothing here knows which family it scores.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import keras
 import numpy as np
 
 from visionflow.config import Config
-from visionflow.data.coco_layout import ANNOTATIONS_FILE, load_raw_dataset
+from visionflow.data.coco_layout import load_raw_dataset
 from visionflow.data.pipeline import model_dataset
 from visionflow.data.split import read_manifest
 from visionflow.layout import PROCESSED_DIR, RAW_DIR, SPLIT_DIR, model_file
@@ -73,7 +72,7 @@ def evaluate_model(cfg: Config, model: str, split: str = "test") -> Evaluation:
                               [c["id"] for c in raw.categories])
     nms = cfg.evaluate.nms
     detections = suppress(detections, nms.iou_threshold, nms.score_threshold)
-    truth = ground_truth_subset(json.loads((RAW_DIR / ANNOTATIONS_FILE).read_text()), read_manifest(SPLIT_DIR, split))
+    truth = ground_truth_subset(raw.as_coco(), read_manifest(SPLIT_DIR, split))
     coco = evaluate_coco(truth, detections)
     metrics = family.metrics(preds.outputs, preds.targets, cfg.evaluate.iou_thresholds)
     metrics.update({f"coco_{k}": v for k, v in coco.stats.items()})

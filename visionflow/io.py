@@ -6,6 +6,7 @@ outputs exactly as they were.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -40,6 +41,14 @@ def atomic_write_text(target: Path, text: str) -> None:
 def write_json(target: Path, data: Any) -> None:
     """``data`` as indented, key-sorted JSON, atomically."""
     atomic_write_text(target, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(target: Path, header: list[str], rows) -> None:
+    """A header and rows as CSV, atomically."""
+    with atomic_path(target) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 @contextmanager

@@ -179,6 +179,11 @@ class RawDataset:
     def category_names(self) -> list[str]:
         return [c["name"] for c in self.categories]
 
+    def as_coco(self) -> dict:
+        """The COCO ground truth it was loaded from (annotations grouped by image)."""
+        return {"images": self.images, "categories": self.categories,
+                "annotations": [a for anns in self.annotations_by_image.values() for a in anns]}
+
     def label_index(self) -> dict[int, int]:
         """COCO category id -> 0-based class index, in category order."""
         return {c["id"]: i for i, c in enumerate(self.categories)}

@@ -6,7 +6,6 @@ resuming and the saved model are the same for every family.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import keras
 
 from visionflow.config import Config
 from visionflow.data.pipeline import model_dataset, steps_per_epoch
-from visionflow.io import atomic_path
+from visionflow.io import atomic_path, write_csv
 from visionflow.layout import BACKBONE_WEIGHTS, CHECKPOINT_DIR, PROCESSED_DIR
 from visionflow.models.backbones import BACKBONES
 from visionflow.models.family import FAMILIES, ModelFamily
@@ -62,7 +61,4 @@ def save_model(model: keras.Model, path: Path) -> None:
 def write_history_csv(path: Path, history: list[dict]) -> None:
     """Per-epoch metrics of both phases as one table, for ``dvc plots show``."""
     keys = sorted({k for row in history for k in row} - {"epoch"})
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["epoch", *keys])
-        writer.writerows([row["epoch"], *(row.get(k, "") for k in keys)] for row in history)
+    write_csv(path, ["epoch", *keys], ([row["epoch"], *(row.get(k, "") for k in keys)] for row in history))
