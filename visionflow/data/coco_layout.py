@@ -78,37 +78,35 @@ def _check_unique(sample: Sample, seen: set[str]) -> list[Problem]:
     return []
 
 
-def validate_source(source: Source, progress: bool = True,
-                    out_dir: Path | None = None) -> tuple[ValidationReport, set[int]]:
-    """Check every record; returns the report and the positions of the bad records.
+def _check_record(sample: Sample, categories: set[str], seen: set[str], out_dir: Path | None,
+                  report: ValidationReport) -> tuple[Sample | None, list[Problem]]:
+    """Check one record into ``report``; returns the checked sample (None if the record is bad) and its problems.
 
     A duplicate name is checked like any other record, so its other problems (say, a
     duplicate image id) are reported too. With ``out_dir``, a source file inside it stops
     the ingest at once, whatever ``on_error``.
     """
-    categories = set(source.categories())
-    report, bad, seen = ValidationReport(), set(), set()
-    for position, sample in enumerate(_progress(source, "validate", progress)):
-        report.num_records += 1
-        if out_dir is not None:
-            _refuse_source_inside(sample, out_dir)
-        duplicate = _check_unique(sample, seen)
-        checked, problems = check_sample(sample, categories)
-        report.problems += duplicate + problems
-        if checked is None or duplicate:
-            bad.add(position)
+    report.num_records += 1
+    if out_dir is not None:
+        _refuse_source_inside(sample, out_dir)
+    duplicate = _check_unique(sample, seen)
+    checked, problems = check_sample(sample, categories)
+    report.problems += duplicate + problems
+    return (None if duplicate else checked), problems
+
+
+def _add_notes(source: Source, report: ValidationReport) -> None:
     report.problems += [Problem(kind, record, detail) for kind, record, detail in getattr(source, "notes", lambda: [])()]
-    return report, bad
 
 
-def _refuse_unless_writable(source: Source, report: ValidationReport, bad: set[int], on_error: str) -> None:
+def _refuse_unless_writable(source: Source, report: ValidationReport, num_bad: int, on_error: str) -> None:
     if report.num_records == 0:
         raise DataError(f"{type(source).__name__}: the dataset is empty")
     if report.bad() and on_error == "fail":
         first = report.bad()[0]
         raise DataError(f"{len(report.bad())} problems in {report.num_records} records (first: {first.line()}); "
                         "fix them, or set ingest.on_error: skip to leave them out")
-    if len(bad) == report.num_records:
+    if num_bad == report.num_records:
         raise DataError(f"{type(source).__name__}: every one of {report.num_records} records is bad")
 
 
@@ -126,38 +124,44 @@ def _annotations(objects: list[SourceObject], image_id: int, cat_ids: dict[str, 
     return anns
 
 
-def _write_records(source: Source, tmp: Path, bad: set[int], cat_ids: dict[str, int],
-                   progress: bool) -> tuple[list[dict], list[dict]]:
+def _write_records(source: Source, tmp: Path, out_dir: Path, cat_ids: dict[str, int], on_error: str,
+                   progress: bool) -> tuple[ValidationReport, int, list[dict], list[dict]]:
+    """Check every record and write the good ones, in one pass over the source.
+
+    Once a bad record is seen and ``on_error`` is ``"fail"``, the rest are only checked
+    (the ingest will fail, and the report counts every problem).
+    """
+    report, seen, num_bad = ValidationReport(), set(), 0
     images, annotations = [], []
-    for position, sample in enumerate(_progress(source, "ingest", progress)):
-        if position in bad:
-            continue
-        checked, problems = check_sample(sample, set(cat_ids))
+    for sample in _progress(source, "ingest", progress):
+        checked, problems = _check_record(sample, set(cat_ids), seen, out_dir, report)
         if checked is None:
-            raise DataError(f"{sample.file_name}: the record changed between validation and writing "
-                            f"({problems[0].line()})")
+            num_bad += 1
+        if checked is None or (num_bad and on_error == "fail"):
+            continue
         converted = any(p.kind == "image_converted_to_rgb" for p in problems)
         image_id = len(images) + 1
         width, height = _save_image(sample, checked, converted, tmp)
         images.append({**sample.attributes, "id": image_id, "file_name": sample.file_name, "width": width,
                        "height": height})
         annotations += _annotations(checked.objects, image_id, cat_ids, len(annotations) + 1)
-    return images, annotations
+    _add_notes(source, report)
+    return report, num_bad, images, annotations
 
 
 def write_raw_dataset(source: Source, out_dir: Path, on_error: str = "fail", progress: bool = True) -> ValidationReport:
-    """Validate ``source``, then write it to ``out_dir`` in the raw COCO layout.
+    """Check ``source`` and write it to ``out_dir`` in the raw COCO layout, in one pass.
 
-    Nothing is written when the dataset is empty, or when a record is bad and
-    ``on_error`` is ``"fail"``; with ``"skip"`` bad records are left out and listed in
-    ``validation.json`` beside ``annotations.json``. Nothing is ever written outside
-    ``out_dir``, and no source file is opened for writing.
+    Records go to a scratch folder that replaces ``out_dir`` only at the end, so nothing
+    is written when the dataset is empty, or when a record is bad and ``on_error`` is
+    ``"fail"``; with ``"skip"`` bad records are left out and listed in ``validation.json``
+    beside ``annotations.json``. Nothing is ever written outside ``out_dir``, and no
+    source file is opened for writing.
     """
-    report, bad = validate_source(source, progress, out_dir)
-    _refuse_unless_writable(source, report, bad, on_error)
     cat_ids = {name: i + 1 for i, name in enumerate(source.categories())}
     with atomic_dir(Path(out_dir)) as tmp:
-        images, annotations = _write_records(source, tmp, bad, cat_ids, progress)
+        report, num_bad, images, annotations = _write_records(source, tmp, Path(out_dir), cat_ids, on_error, progress)
+        _refuse_unless_writable(source, report, num_bad, on_error)
         coco = {"images": images, "annotations": annotations,
                 "categories": [{"id": i, "name": n} for n, i in cat_ids.items()]}
         (tmp / ANNOTATIONS_FILE).write_text(json.dumps(coco))

@@ -55,7 +55,7 @@ class Source(Protocol):
     def __len__(self) -> int: ...
 
     def samples(self) -> Iterator[Sample]:
-        """Deterministic: the ingest reads them twice (validate, then write)."""
+        """Deterministic: the same params give the same records, so an ingest is reproducible."""
         ...
 
 
