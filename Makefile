@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install clean
 
+# uv installs the same packages from the same index as pip, in about half the time.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m uv --version >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet uv
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
