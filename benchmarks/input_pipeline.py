@@ -1,13 +1,18 @@
 """Input pipeline throughput, each figure against a baseline measured in the same run.
 
-(a) median images/s (interleaved repeats) of the training pipeline (parallel decode, cache, shuffle, augmentation,
+(a) median images/s (interleaved repeats) of the training pipeline (parallel decode, cache, shuffle, augmentation
+    with the corruptions (Gaussian blur, Gaussian noise, JPEG re-encoding) at their default chances,
     ``preprocess_input``, batch, prefetch) against a bare ``tf.data`` pipeline that only
-    reads, decodes, resizes and batches the same shards. Target: >= 0.8x.
+    reads, decodes, resizes and batches the same shards. Target: >= 0.8x. The same pipeline
+    without the corruptions (geometry and colour only) is measured alongside, to show what they cost.
 (b) seconds per training epoch of the localizer fed by that pipeline against the same
     model fed from tensors already in memory. Target: <= 1.15x.
 (c) ingest + validate throughput, images/s, for a 5,000-image COCO folder.
 
     python benchmarks/input_pipeline.py [--images 2000] [--coco-images 5000]
+
+Timings swing on a shared machine; CPU seconds per batch (``time.process_time``) of each
+pipeline are printed too, a steadier measure of what each costs.
 """
 
 from __future__ import annotations
@@ -21,12 +26,24 @@ from pathlib import Path
 import numpy as np
 
 
+def synthetic_options(root: Path, n: int):
+    """The synthetic source's defaults, its photo backgrounds exported to ``root`` (as the photos stage would)."""
+    from visionflow.config import PhotosConfig
+    from visionflow.data.photos import export_photos
+    from visionflow.data.synthetic import SyntheticOptions
+
+    photos = root / "photos"
+    if not photos.is_dir():
+        export_photos(list(PhotosConfig().train), photos)
+    return SyntheticOptions(num_images=n, photo_dir=str(photos))
+
+
 def build_shards(root: Path, n: int) -> Path:
     from visionflow.data.coco_layout import load_raw_dataset, write_raw_dataset
-    from visionflow.data.synthetic import SyntheticOptions, SyntheticShapes
+    from visionflow.data.synthetic import SyntheticShapes
     from visionflow.data.tfrecords import write_split_shards
 
-    write_raw_dataset(SyntheticShapes(SyntheticOptions(num_images=n)), root / "raw", progress=False)
+    write_raw_dataset(SyntheticShapes(synthetic_options(root, n)), root / "raw", progress=False)
     raw = load_raw_dataset(root / "raw")
     out = root / "processed"
     out.mkdir()
@@ -34,23 +51,26 @@ def build_shards(root: Path, n: int) -> Path:
     return out
 
 
-def compare_images_per_second(a, b, n_images: int, repeats: int = 7, epochs: int = 2) -> tuple[float, float]:
-    """Median images/s of two pipelines, timed alternately so machine noise hits both alike.
+def compare_images_per_second(pipelines: list, n_images: int, repeats: int = 7,
+                              epochs: int = 2) -> list[tuple[float, float]]:
+    """Per pipeline, median images/s and CPU milliseconds per image, timed in turn so machine noise hits all alike.
 
     One pass over the bare pipeline takes a fraction of a second, so single timings swing
     by 2x from run to run; the median of interleaved repeats does not.
     """
-    def one(ds) -> float:
-        start = time.perf_counter()
+    def one(ds) -> tuple[float, float]:
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(epochs):
             for _ in ds:
                 pass
-        return epochs * n_images / (time.perf_counter() - start)
+        images = epochs * n_images
+        return images / (time.perf_counter() - start), (time.process_time() - cpu) * 1e3 / images
 
-    for ds in (a, b):  # warm-up (fills the caches)
+    for ds in pipelines:  # warm-up (fills the caches, compiles)
         one(ds)
-    runs = [(one(a), one(b)) for _ in range(repeats)]
-    return float(np.median([r[0] for r in runs])), float(np.median([r[1] for r in runs]))
+    runs = [[one(ds) for ds in pipelines] for _ in range(repeats)]
+    return [(float(np.median([r[i][0] for r in runs])), float(np.median([r[i][1] for r in runs])))
+            for i in range(len(pipelines))]
 
 
 def bare_pipeline(files: list[str], batch: int):
@@ -66,12 +86,14 @@ def bare_pipeline(files: list[str], batch: int):
 def make_coco_folder(root: Path, n: int) -> Path:
     from PIL import Image
 
-    from visionflow.data.synthetic import SyntheticOptions, render
+    from visionflow.data.photos import load_photos
+    from visionflow.data.synthetic import render
 
-    opts = SyntheticOptions(num_images=n)
+    opts = synthetic_options(root.parent, n)
+    photos = load_photos(Path(opts.photo_dir))
     images, anns = [], []
     for i in range(n):
-        r = render(i, opts)
+        r = render(i, opts, photos)
         Image.fromarray(r.image).save(root / f"{i:06d}.jpg", quality=90)
         images.append({"id": i + 1, "file_name": f"{i:06d}.jpg", "width": 128, "height": 128})
         x1, y1, x2, y2 = r.boxes_xyxy[0].tolist()
@@ -110,12 +132,22 @@ def main() -> None:
 
         family = Localizer(LocalizerConfig(class_head="max", box_head="attention"), [f"c{c}" for c in range(5)])
         steps = steps_per_epoch(args.images, batch)
-        ours = model_dataset(processed, "train", batch, spec.preprocess_input, family.targets, training=True,
-                             augment=AugmentConfig(), num_examples=args.images).take(steps)  # one epoch
-        bare = bare_pipeline(files, batch)
-        ours_ips, bare_ips = compare_images_per_second(ours, bare, args.images)
-        print(f"(a) training input pipeline: {ours_ips:8.0f} img/s   bare tf.data: {bare_ips:8.0f} img/s   "
-              f"ratio {ours_ips / bare_ips:.2f}x (target >= 0.8x)")
+
+        def training_pipeline(augment: AugmentConfig):
+            return model_dataset(processed, "train", batch, spec.preprocess_input, family.targets, training=True,
+                                 augment=augment, num_examples=args.images).take(steps)  # one epoch
+
+        ours = training_pipeline(AugmentConfig())
+        plain = training_pipeline(AugmentConfig(blur=0.0, noise=0.0, jpeg=0.0))
+        (ours_ips, ours_cpu), (plain_ips, plain_cpu), (bare_ips, bare_cpu) = compare_images_per_second(
+            [ours, plain, bare_pipeline(files, batch)], args.images)
+        print(f"(a) training input pipeline, with blur, noise and JPEG: {ours_ips:8.0f} img/s   "
+              f"bare tf.data: {bare_ips:8.0f} img/s   ratio {ours_ips / bare_ips:.2f}x (target >= 0.8x)\n"
+              f"    without the corruptions (geometry and colour only): {plain_ips:8.0f} img/s   "
+              f"ratio {plain_ips / bare_ips:.2f}x\n"
+              f"    CPU ms per batch of {batch}: with corruptions {ours_cpu * batch:5.1f}, "
+              f"without {plain_cpu * batch:5.1f}, bare {bare_cpu * batch:5.1f} "
+              f"(bare / with: {bare_cpu / ours_cpu:.2f}x)")
 
         model, _ = family.build(spec, 128, 0.5, None)
         family.compile(model, make_optimizer("adam", 1e-3))

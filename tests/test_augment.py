@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 
 from visionflow.data.augment import (CANVAS, AugmentConfig, apply_windows, augment_batch, box_keeping_windows,
-                                     colour_draws, colour_jitter, crop_windows, draw_windows, resample,
-                                     zoom_out_windows)
+                                     chance_and_strength, colour_draws, colour_jitter, corrupt, crop_windows,
+                                     draw_windows, resample, split_seed, sub_batch_size, where_drawn, zoom_out_windows)
+from visionflow.data.corruptions import gaussian_blur, gaussian_noise, jpeg
 
 SIZE = 64
 
@@ -69,6 +70,7 @@ WHOLE = [0.0, 0.0, 1.0, 1.0]
 
 
 NO_COLOUR = dict(brightness=0.0, contrast=(1.0, 1.0), saturation=(1.0, 1.0))
+NO_CORRUPTION = dict(blur=0.0, noise=0.0, jpeg=0.0)  # noise and JPEG blur the edges these tests look for
 SSD_CROPS = dict(crop_scale=(0.3, 1.0), crop_aspect=(0.5, 2.0))  # bounded random crops, as for a detector
 SQUARE = tf.constant(1.0)  # an image's aspect ratio, W / H
 
@@ -103,6 +105,8 @@ def test_the_defaults_are_the_augmentation_the_localizer_trained_with():
     assert config.enabled and config.keep_boxes_whole and config.crop_scale is None and config.crop_aspect is None
     assert (config.brightness, config.contrast, config.saturation) == (25.0, (0.75, 1.25), (0.75, 1.25))
     assert config.jitters_colour and not AugmentConfig(**NO_COLOUR).jitters_colour
+    assert (config.blur, config.blur_sigma, config.noise, config.noise_std, config.jpeg, config.jpeg_quality) == (
+        0.2, (0.3, 1.5), 0.3, (2.0, 20.0), 0.3, (30, 95))
 
 
 def test_default_windows_are_a_third_crops_a_third_zoom_outs_a_third_the_image():
@@ -135,6 +139,13 @@ def test_default_windows_are_a_third_crops_a_third_zoom_outs_a_third_the_image()
     ({"zoom_out_max": 0.8}, "zoom_out_max"),
     ({"min_visible": -0.1}, "min_visible"),
     ({"colour": False}, "colour"),
+    ({"blur_sigma": [1.5, 0.3]}, "blur_sigma"),
+    ({"noise_std": [20.0, 2.0]}, "noise_std"),
+    ({"jpeg_quality": [95, 30]}, "jpeg_quality"),
+    ({"jpeg_quality": [0, 50]}, "jpeg_quality"),
+    ({"blur": 1.5}, "blur"),
+    ({"noise": -0.1}, "noise"),
+    ({"jpeg": 1.5}, "jpeg"),
 ])
 def test_config_refuses_bad_values_and_names_the_key(bad, key):
     with pytest.raises(pydantic.ValidationError) as err:
@@ -309,7 +320,7 @@ def test_colour_jitter_draws_per_image_and_stays_in_range():
 @pytest.mark.parametrize("s", range(15))
 def test_full_augmentation_keeps_boxes_on_their_pixels(s, crops):
     images, boxes, valid = drawn(*MANY_BOXES)
-    out, b, v = augmented(AugmentConfig(**NO_COLOUR, **crops), images, boxes, valid, seed(s, 0))
+    out, b, v = augmented(AugmentConfig(**NO_COLOUR, **NO_CORRUPTION, **crops), images, boxes, valid, seed(s, 0))
     assert out.shape == images.shape
     assert_boxes_bound_pixels(out, b, v)
     assert np.all(b[~v] == 0)  # padding stays padding, dropped boxes join it
@@ -354,7 +365,7 @@ def test_eager_and_xla_draw_the_same(s):
 
 
 @pytest.mark.parametrize("config", [AugmentConfig(enabled=False),
-                                    AugmentConfig(flip=0, crop=0, zoom_out=0, **NO_COLOUR)],
+                                    AugmentConfig(flip=0, crop=0, zoom_out=0, **NO_COLOUR, **NO_CORRUPTION)],
                          ids=["disabled", "nothing-drawn"])
 def test_augmentation_that_draws_nothing_changes_nothing(config):
     images, boxes, valid = drawn(*MANY_BOXES)
@@ -371,3 +382,85 @@ def test_full_augmentation_with_colour_keeps_a_bright_box_findable():
     out, b, v = augmented(AugmentConfig(), images, boxes, valid, seed(7, 0))
     assert np.array_equal(v, valid)
     assert_boxes_bound_pixels(out, b, v, tol=1.0, drawn_pixels=is_red)
+
+
+ONLY = {"blur": dict(blur=1.0, noise=0.0, jpeg=0.0), "noise": dict(blur=0.0, noise=1.0, jpeg=0.0),
+        "jpeg": dict(blur=0.0, noise=0.0, jpeg=1.0)}
+
+
+@pytest.mark.parametrize("name", list(ONLY))
+def test_a_corruption_changes_the_images_after_geometry_and_colour_and_leaves_the_boxes_alone(name):
+    images, boxes, valid = drawn(*MANY_BOXES * 2)
+    images = images + np.random.default_rng(3).uniform(0, 60, images.shape).astype(np.float32)
+    s = seed(8, 1)
+    plain = augmented(AugmentConfig(**NO_CORRUPTION), images, boxes, valid, s)
+    out = augmented(AugmentConfig(**ONLY[name]), images, boxes, valid, s)
+    np.testing.assert_array_equal(out[1], plain[1])
+    np.testing.assert_array_equal(out[2], plain[2])
+    assert np.mean(np.abs(out[0] - plain[0]) > 0.5) > 0.3  # most pixels moved
+    # what changed is the corruption of the very images geometry and colour made, with its own draws
+    expected = tf.function(lambda x, c: corrupt(x, AugmentConfig(**ONLY[name]), c), jit_compile=True)(
+        tf.constant(plain[0]), split_seed(s, 4)[3]).numpy()
+    assert np.abs(out[0] - expected).mean() < 1e-3 and np.abs(out[0] - expected).max() < 3  # a JPEG rounding may flip
+
+
+@pytest.mark.parametrize("name", list(ONLY))
+def test_a_corruption_with_no_chance_changes_nothing_whatever_its_strength(name):
+    images, boxes, valid = drawn(*MANY_BOXES)
+    strong = dict(blur_sigma=(3.0, 4.0), noise_std=(50.0, 60.0), jpeg_quality=(5, 10))
+    off = {**ONLY[name], name: 0.0, **strong}
+    plain = augmented(AugmentConfig(**NO_CORRUPTION), images, boxes, valid, seed(2, 2))
+    for a, b in zip(augmented(AugmentConfig(**off), images, boxes, valid, seed(2, 2)), plain):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_blur_noise_and_jpeg_come_in_that_order_with_their_own_draws():
+    images, _, _ = drawn(*MANY_BOXES * 2)
+    images = tf.constant(images + np.random.default_rng(4).uniform(0, 60, images.shape).astype(np.float32))
+    config = AugmentConfig(blur=1.0, noise=1.0, jpeg=1.0)
+    s = seed(6, 6)
+    out = corrupt(images, config, s).numpy()
+    blur_seed, noise_seed, pixel_seed, jpeg_seed = split_seed(s, 4)
+    n = images.shape[0]
+    expected = gaussian_blur(images, chance_and_strength(n, 1.0, config.blur_sigma, blur_seed)[1], config.blur_sigma[1])
+    expected = gaussian_noise(expected, chance_and_strength(n, 1.0, config.noise_std, noise_seed)[1], pixel_seed)
+    expected = jpeg(expected, chance_and_strength(n, 1.0, config.jpeg_quality, jpeg_seed)[1]).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-3)
+
+
+def test_corruption_draws_have_their_chance_and_fill_their_range():
+    drawn_, strength = (t.numpy() for t in chance_and_strength(20_000, 0.3, (30.0, 95.0), seed(9, 9)))
+    assert abs(drawn_.mean() - 0.3) < 0.015
+    assert strength.min() >= 30 and strength.max() <= 95 and abs(strength.mean() - 62.5) < 0.5
+    assert abs(np.corrcoef(drawn_, strength)[0, 1]) < 0.03  # independent
+
+
+def test_sub_batch_size_is_the_mean_plus_two_standard_deviations_and_compiles_for_any_batch():
+    assert [int(sub_batch_size(32, p)) for p in (0.2, 0.3, 1.0)] == [11, 15, 32]  # 6.4 + 4.5, 9.6 + 5.2, all
+    assert int(sub_batch_size(1, 0.3)) == 1
+
+    @tf.function(jit_compile=True, input_signature=[tf.TensorSpec([None, 2])])
+    def sub_batch(x):  # the batch size is known only when XLA compiles
+        return x[:sub_batch_size(tf.shape(x)[0], 0.3)]
+
+    assert sub_batch(tf.zeros([32, 2])).shape == (15, 2) and sub_batch(tf.zeros([16, 2])).shape == (9, 2)
+
+
+def square_and_shift(images, strength, places):
+    """A stand-in corruption that treats each image on its own, and depends on its place in the batch."""
+    return tf.sqrt(images) * 4 + (strength + 100 * tf.cast(places, tf.float32))[:, None, None, None]
+
+
+@pytest.mark.parametrize("count", [0, 3, 15, 16, 32], ids=["none", "few", "as-many-as-fit", "more", "all"])
+def test_where_drawn_is_tf_where_of_the_corruption_however_many_drew_it(count):
+    """Up to 15 of 32 (chance 0.3) run on a sub-batch, more on the whole batch; the images are the same."""
+    rng = np.random.default_rng(count)
+    images = tf.constant(rng.uniform(0, 255, (32, 8, 8, 3)).astype(np.float32))
+    strength = tf.constant(rng.uniform(0, 10, 32).astype(np.float32))
+    drawn_ = tf.constant(rng.permutation(32) < count)
+    expected = tf.where(drawn_[:, None, None, None], square_and_shift(images, strength, tf.range(32)), images).numpy()
+    np.testing.assert_array_equal(where_drawn(square_and_shift, images, drawn_, strength, 0.3).numpy(), expected)
+    xla = tf.function(lambda *a: where_drawn(square_and_shift, *a, 0.3), jit_compile=True,
+                      input_signature=[tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None], tf.bool),
+                                       tf.TensorSpec([None])])
+    np.testing.assert_allclose(xla(images, drawn_, strength).numpy(), expected, rtol=1e-6)

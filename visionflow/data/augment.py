@@ -2,9 +2,10 @@
 
 Images are (B, H, W, 3), uint8 or float in 0..255, before ``preprocess_input``; boxes
 are (B, N, 4) normalised xyxy, padded, with ``valid`` (B, N) marking the real ones.
-Each image draws its own flip, window and colours, but the work is two passes over
-the batch: per image, a dozen small ops cost more than decoding the JPEG, and so does
-every extra pass over a batch (see ``benchmarks/input_pipeline.py``).
+Each image draws its own flip, window, colours and corruptions, but the work is done
+batch-wide, geometry and colour in two passes: per image, a dozen small ops cost more
+than decoding the JPEG, and so does every extra pass over a batch (see
+``benchmarks/input_pipeline.py``).
 
 - Geometry is one separable bilinear resample over the batch (:func:`resample`, made of
   gathers; it matches ``tf.image.crop_and_resize``). Each image's window is the whole
@@ -14,6 +15,11 @@ every extra pass over a batch (see ``benchmarks/input_pipeline.py``).
 - Colour jitter (brightness, contrast, saturation) is affine in RGB, so it is one 3x3
   matrix and offset per image, written channel by channel so that XLA fuses it with
   the resample.
+- Then what a lens, a sensor and a file do to a picture, in that order, each image with
+  its own chance and strength (:mod:`visionflow.data.corruptions`): a Gaussian blur,
+  Gaussian noise and a JPEG round trip. The blur and the JPEG run on a sub-batch of the
+  images that drew them (:func:`where_drawn`), each behind a ``tf.cond``, which XLA does
+  not fuse across: fused, they would recompute the resample for every pixel they read.
 
 Every draw is stateless, from the ``seed`` given to :func:`augment_batch`: the same seed
 gives the same batch, so an augmented epoch can be replayed or resumed. Everything here
@@ -29,8 +35,9 @@ import math
 import tensorflow as tf
 
 from visionflow.data.augment_config import AugmentConfig
+from visionflow.data.corruptions import gaussian_blur, gaussian_noise, jpeg
 
-__all__ = ["AugmentConfig", "augment_batch"]  # AugmentConfig lives in augment_config.py, free of TensorFlow
+__all__ = ["AugmentConfig", "augment_batch", "corrupt"]  # AugmentConfig lives in augment_config.py, free of TensorFlow
 
 CANVAS = 127.5  # the gray around a zoomed-out image (0 after most backbones' ``preprocess_input``)
 IDENTITY = (0.0, 0.0, 1.0, 1.0)
@@ -51,14 +58,23 @@ def split_seed(seed, num: int):
     return tf.unstack(tf.bitwise.bitwise_and(seeds, 0x7FFFFFFF))
 
 
+def random_bits(seed, shape):
+    """Stateless uniform uint32 bits (Philox), the same eagerly and under XLA.
+
+    Philox is what ``alg="auto_select"`` picks on the CPU, so the bits are the same, but
+    under XLA ``auto_select`` draws them 100x slower (TF 2.21, CPU: 2.7 s against 22 ms for
+    a batch of 32 128x128 RGB images' worth), so the algorithm is named.
+    """
+    return tf.random.stateless_uniform(shape, seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox")
+
+
 def uniform(seed, shape):
     """Stateless uniform floats in [0, 1), the same eagerly and under XLA.
 
     ``stateless_uniform``'s floats differ between the two (TF 2.21, CPU; tensorflow/tensorflow
     issue 121243) while its raw bits agree, so the floats are made here from the top 24 bits.
     """
-    bits = tf.random.stateless_uniform(shape, seed, minval=None, maxval=None, dtype=tf.uint32)
-    return tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) * 2.0 ** -24
+    return tf.cast(tf.bitwise.right_shift(random_bits(seed, shape), 8), tf.float32) * 2.0 ** -24
 
 
 def flip_boxes(boxes, flip):
@@ -277,16 +293,90 @@ def colour_jitter(images, brightness, contrast, saturation, mean=None):
     return tf.clip_by_value(out, 0.0, 255.0)
 
 
+def chance_and_strength(batch_size, chance: float, strength: tuple[float, float], seed):
+    """Per image, whether it draws a corruption (with probability ``chance``) and its strength, uniform in a range.
+
+    Both (B,); the strength is drawn for every image, so each image's draws depend on the seed alone.
+    """
+    u = uniform(seed, [batch_size, 2])
+    return u[:, 0] < chance, strength[0] + u[:, 1] * (strength[1] - strength[0])
+
+
+def sub_batch_size(batch_size, chance: float):
+    """How many images a corruption computes when they are few: the mean number that draw it plus 2 standard deviations.
+
+    More draw it in 2% of batches or fewer (then the whole batch is computed). Under XLA
+    the size is a compile-time constant: it follows from the batch's shape alone.
+    """
+    n = tf.cast(batch_size, tf.float32)
+    size = tf.math.ceil(n * chance + 2.0 * tf.sqrt(n * chance * (1.0 - chance)))
+    return tf.clip_by_value(tf.cast(size, tf.int32), 1, tf.maximum(batch_size, 1))
+
+
+def where_drawn(corruption, images, drawn, strength, chance: float):
+    """``tf.where(drawn, corruption(images, strength, places), images)`` per image, computing it only where it must.
+
+    ``drawn`` and ``strength`` are (B,). Under XLA a batch function costs what its whole
+    batch costs, so the images that drew the corruption are gathered into a sub-batch of
+    :func:`sub_batch_size` (with others to fill it), corrupted there and put back; a batch
+    where none drew it is left alone, and one where more did than fit is done whole. The
+    three give the same images: ``corruption`` must treat each image on its own, its
+    random draws depending on the image's place in the whole batch, which ``places`` (B,)
+    gives. Being a ``tf.cond``, it also keeps XLA from fusing the corruption with what
+    made its input, which it would then recompute for each pixel the corruption reads.
+    """
+    n = tf.shape(images)[0]
+    size = sub_batch_size(n, chance)
+    count = tf.reduce_sum(tf.cast(drawn, tf.int32))
+    drawn_images = drawn[:, None, None, None]
+
+    def some():
+        order = tf.argsort(tf.cast(tf.logical_not(drawn), tf.int32), stable=True)  # those that drew it first
+        chosen = order[:size]
+        corrupted = corruption(tf.gather(images, chosen), tf.gather(strength, chosen), chosen)
+        slot = tf.minimum(tf.math.invert_permutation(order), size - 1)  # each image's place in the sub-batch
+        return tf.where(drawn_images, tf.gather(corrupted, slot), images)
+
+    def every():
+        return tf.where(drawn_images, corruption(images, strength, tf.range(n)), images)
+
+    branch = tf.where(count == 0, 0, tf.where(count <= size, 1, 2))
+    return tf.switch_case(branch, [lambda: images, some, every])
+
+
+def corrupt(images, config: AugmentConfig, seed):
+    """Blur, then add noise, then JPEG-compress, each image with its own chance and strength, as ``config`` says.
+
+    The order is the physical one: the lens blurs, the sensor adds noise, the file is
+    compressed. A corruption with no chance is not computed at all. Float32 images in 0..255.
+    """
+    n = tf.shape(images)[0]
+    blur_seed, noise_seed, pixel_seed, jpeg_seed = split_seed(seed, 4)
+    if config.blurs:
+        drawn, sigma = chance_and_strength(n, config.blur, config.blur_sigma, blur_seed)
+        images = where_drawn(lambda x, s, _: gaussian_blur(x, s, config.blur_sigma[1]), images, drawn, sigma,
+                             config.blur)
+    if config.adds_noise:
+        drawn, sigma = chance_and_strength(n, config.noise, config.noise_std, noise_seed)
+        images = where_drawn(lambda x, s, places: gaussian_noise(x, s, pixel_seed, places), images, drawn, sigma,
+                             config.noise)
+    if config.compresses:
+        drawn, quality = chance_and_strength(n, config.jpeg, config.jpeg_quality, jpeg_seed)
+        images = where_drawn(lambda x, q, _: jpeg(x, q), images, drawn, quality, config.jpeg)
+    return images
+
+
 def augment_batch(images, boxes, valid, config: AugmentConfig, seed):
     """Augment a batch as ``config`` says, every draw from ``seed`` (a shape-[2] int32 or int64 tensor).
 
-    A random flip; a crop, a zoom-out or neither; then colour jitter. Boxes are (B, N, 4)
+    A random flip; a crop, a zoom-out or neither; colour jitter; then blur, noise and
+    JPEG (:func:`corrupt`), which leave the boxes where they are. Boxes are (B, N, 4)
     normalised xyxy, ``valid`` (B, N). Returns ``(images, boxes, valid)``: float32 images
     of the same shape, the boxes moved with the pixels and clipped to the view, and
     ``valid`` with the boxes dropped that a crop cut below ``config.min_visible`` of
     their area (zeroed, like the padding). The same seed gives the same batch.
     """
-    flip_seed, window_seed, colour_seed = split_seed(seed, 3)
+    flip_seed, window_seed, colour_seed, corruption_seed = split_seed(seed, 4)  # the first three as with 3
     n = tf.shape(images)[0]
     if config.jitters_colour:  # the contrast's channel means, from the image before geometry; every 4th pixel is enough
         mean = tf.reduce_mean(tf.cast(images[:, ::4, ::4], tf.float32), axis=[1, 2])
@@ -298,4 +388,7 @@ def augment_batch(images, boxes, valid, config: AugmentConfig, seed):
         images, boxes, valid = apply_windows(images, boxes, valid, windows, flip, min_visible)
     if config.jitters_colour:
         images = colour_jitter(images, *colour_draws(n, config, colour_seed), mean=mean)
-    return tf.cast(images, tf.float32), tf.where(valid[..., None], boxes, 0.0), valid
+    images = tf.cast(images, tf.float32)
+    if config.blurs or config.adds_noise or config.compresses:
+        images = corrupt(images, config, corruption_seed)
+    return images, tf.where(valid[..., None], boxes, 0.0), valid

@@ -3,7 +3,9 @@
 No TensorFlow here: the config checker loads this module. :mod:`visionflow.data.augment`
 does the work. The defaults are the augmentation the localizer has always trained with:
 each image is flipped with probability 1/2, then a random crop that keeps every box
-whole (1/3), a zoom-out by up to 1.3 (1/3) or neither, then colour jitter.
+whole (1/3), a zoom-out by up to 1.3 (1/3) or neither, then colour jitter; and then,
+each with its own chance, the corruptions of a camera and its file: a Gaussian blur
+(0.2), Gaussian noise (0.3) and JPEG re-encoding (0.3).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 AreaFraction = Annotated[float, Field(gt=0, le=1)]
 AspectRatio = Annotated[float, Field(ge=0.05, le=20)]
 Gain = Annotated[float, Field(ge=0, le=4)]
+BlurSigma = Annotated[float, Field(ge=0, le=8)]  # pixels; the blur's kernel reaches 3 x the largest
+NoiseStd = Annotated[float, Field(ge=0, le=128)]  # in 0..255 units
+JpegQuality = Annotated[float, Field(ge=1, le=100)]  # libjpeg's scale (an integer there: rounded)
 
 
 class AugmentConfig(BaseModel):
@@ -44,10 +49,16 @@ class AugmentConfig(BaseModel):
     brightness: float = Field(25.0, ge=0, le=255)  # added, +-
     contrast: tuple[Gain, Gain] = (0.75, 1.25)
     saturation: tuple[Gain, Gain] = (0.75, 1.25)
+    blur: Probability = 0.2  # a Gaussian blur...
+    blur_sigma: tuple[BlurSigma, BlurSigma] = (0.3, 1.5)  # ...of a sigma (pixels) uniform in this range
+    noise: Probability = 0.3  # Gaussian noise...
+    noise_std: tuple[NoiseStd, NoiseStd] = (2.0, 20.0)  # ...of a sigma (0..255) uniform in this range
+    jpeg: Probability = 0.3  # a JPEG round trip...
+    jpeg_quality: tuple[JpegQuality, JpegQuality] = (30.0, 95.0)  # ...at a quality uniform in this range
 
     @model_validator(mode="after")
     def _consistent(self) -> "AugmentConfig":
-        for name in ("crop_scale", "crop_aspect", "contrast", "saturation"):
+        for name in ("crop_scale", "crop_aspect", "contrast", "saturation", "blur_sigma", "noise_std", "jpeg_quality"):
             pair = getattr(self, name)
             if pair is not None and pair[0] > pair[1]:
                 raise ValueError(f"{name}: low {pair[0]:g} is above high {pair[1]:g}")
@@ -58,6 +69,18 @@ class AugmentConfig(BaseModel):
     @property
     def jitters_colour(self) -> bool:
         return self.enabled and (self.brightness > 0 or self.contrast != (1.0, 1.0) or self.saturation != (1.0, 1.0))
+
+    @property
+    def blurs(self) -> bool:
+        return self.enabled and self.blur > 0 and self.blur_sigma[1] > 0
+
+    @property
+    def adds_noise(self) -> bool:
+        return self.enabled and self.noise > 0 and self.noise_std[1] > 0
+
+    @property
+    def compresses(self) -> bool:
+        return self.enabled and self.jpeg > 0
 
     @property
     def moves_pixels(self) -> bool:
