@@ -53,6 +53,9 @@ def training_pipeline(root: str = ".", stages: list[str] | None = None) -> dict:
             if metrics.exists():
                 values = json.loads(metrics.read_text())
                 mlflow.log_metrics({f"{model}/test_{k}": v for k, v in values.items() if isinstance(v, (int, float))})
+            robustness = root_path / model_metrics(model, "robustness")
+            if robustness.exists():
+                mlflow.log_metric(f"{model}/robustness_mean_relative", json.loads(robustness.read_text())["mean_relative"])
     return {"mlflow_run_id": run.info.run_id, "stages": results}
 
 

@@ -91,6 +91,12 @@ def test_the_code_defaults_are_the_shipped_params():
          "keep_boxes_whole must be true"),
         (lambda p: p["preprocess"].update(image_size=64) or p["backbone"].update(name="xception", width=1.0),
          "preprocess.image_size", "at least 71"),
+        (lambda p: p["photos"].update(train=["astronaut", "lena"]), "photos", "'lena' is not a photograph"),
+        (lambda p: p["photos"].update(held_out=["coffee", "camera"]), "photos", "held out and trained on: camera"),
+        (lambda p: p["robustness"].update(jpeg=[]), "robustness.jpeg", "at least 1 item"),
+        (lambda p: p["ingest"]["synthetic"].update(jpeg_quality=[30, 120]), "ingest.synthetic", "jpeg_quality"),
+        (lambda p: p["ingest"]["synthetic"]["backgrounds"].update(photo=-1), "ingest.synthetic.backgrounds.photo",
+         "greater than or equal to 0"),
     ],
 )
 def test_bad_params_name_the_dotted_key(edit, key, message):

@@ -90,6 +90,8 @@ class PretrainConfig(Section):
     # how much of the preprocessed image, in pixels, a crop covers around its object (more
     # for objects larger than 1/1.2 of it); resized to crop_size. None: crop_size (native scale)
     crop_window: int | None = Field(None, ge=16, le=4096)
+    # how far the object may sit from the crop's centre, as a share of the room the window leaves (0: centred)
+    crop_jitter: float = Field(1.0, ge=0, le=1)
 
 
 class BackboneConfig(Section):
@@ -131,6 +133,58 @@ class NmsConfig(Section):
     score_threshold: float = Field(0.001, ge=0, lt=1)
 
 
+class PhotosConfig(Section):
+    """Photographs that ship inside scikit-image (``skimage.data``), exported by the ``photos`` stage.
+
+    ``train`` are the synthetic source's photo backgrounds; ``held_out`` the robustness
+    stage's background swap, never seen in training.
+    """
+
+    train: tuple[str, ...] = ("astronaut", "brick", "camera", "cell", "chelsea", "coins", "grass", "gravel",
+                              "hubble_deep_field", "immunohistochemistry", "moon", "page", "text")
+    held_out: tuple[str, ...] = ("coffee", "retina", "rocket")
+
+    @model_validator(mode="after")
+    def _known_and_disjoint(self) -> "PhotosConfig":
+        from visionflow.data.photos import SKIMAGE_PHOTOS
+
+        for name in self.train + self.held_out:
+            if name not in SKIMAGE_PHOTOS:
+                raise ValueError(f"{name!r} is not a photograph that ships with scikit-image "
+                                 f"(one of {', '.join(SKIMAGE_PHOTOS)})")
+        if set(self.train) & set(self.held_out):
+            raise ValueError(f"held out and trained on: {', '.join(sorted(set(self.train) & set(self.held_out)))}")
+        return self
+
+
+Severities = Annotated[tuple[float, ...], Field(min_length=1)]
+
+
+class RobustnessConfig(Section):
+    """Corruptions of the test split, each at its severities (ImageNet-C's values where it has the corruption).
+
+    Noise sigma and brightness are in 0..255, blur sigma in pixels of the model input,
+    contrast a gain about the image's mean, ``photo_background`` how much of a held-out
+    photograph replaces what lies outside the boxes.
+    """
+
+    gaussian_noise: Severities = (20.0, 31.0, 46.0, 66.0, 97.0)
+    gaussian_blur: Severities = (0.5, 1.0, 1.5, 2.0, 3.0)
+    jpeg: Severities = (25.0, 18.0, 15.0, 10.0, 7.0)
+    brightness: Severities = (25.0, 51.0, 76.0, 102.0, 128.0)
+    contrast: Severities = (0.4, 0.3, 0.2, 0.1, 0.05)
+    photo_background: Severities = (0.2, 0.4, 0.6, 0.8, 1.0)
+    photo_dir: str = "data/photos/held_out"
+    seed: int = 42
+
+    @property
+    def corruptions(self) -> dict[str, tuple[float, ...]]:
+        return {name: getattr(self, name) for name in CORRUPTIONS}
+
+
+CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "jpeg", "brightness", "contrast", "photo_background")
+
+
 class EvaluateConfig(Section):
     batch_size: int = Field(64, ge=1)
     iou_thresholds: tuple[IoU, ...] = (0.5, 0.75)  # the share of test boxes whose IoU reaches each
@@ -146,6 +200,8 @@ class Config(Section):
     backbone: BackboneConfig = BackboneConfig()
     train: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"localizer": {}})  # family -> its section
     evaluate: EvaluateConfig = EvaluateConfig()
+    photos: PhotosConfig = PhotosConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
 
     @property
     def models(self) -> list[str]:

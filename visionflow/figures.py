@@ -46,3 +46,23 @@ def image_grid(images: list[Image.Image], columns: int = 4) -> Image.Image:
     for i, im in enumerate(images):
         grid.paste(im, ((i % columns) * w, (i // columns) * h))
     return grid
+
+
+def robustness_figure(report: dict, title: str):
+    """The headline metric's share of its clean score against severity, a line per corruption."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, levels in report["corruptions"].items():
+        order = sorted(levels, key=int)
+        ax.plot([int(k) for k in order], [levels[k]["relative"] for k in order], marker="o", label=name)
+    ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax.set(xlabel="severity", ylabel=f"{report['metric']} / clean ({report['clean']:.3f})", ylim=(0, 1.1),
+           title=f"{title}: mean {report['mean_relative']:.3f} of clean")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -5,6 +5,7 @@ Everything a model family writes sits under a folder of its name, so families si
 
 from pathlib import Path
 
+PHOTOS_DIR = Path("data/photos")
 RAW_DIR = Path("data/raw")
 SPLIT_DIR = Path("data/split")
 PROCESSED_DIR = Path("data/processed")

@@ -11,7 +11,8 @@ from tests.project import make_project, run
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["ingest", "split", "preprocess", "anchors", "backbone", "train@localizer", "evaluate@localizer"]
+STAGES = ["photos", "ingest", "split", "preprocess", "anchors", "backbone", "train@localizer", "evaluate@localizer",
+          "robustness@localizer"]
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +74,29 @@ def test_evaluation_writes_coco_metrics_pr_curves_and_predictions_beside_their_g
     assert json.loads(again.stdout)["AP"] == pytest.approx(metrics["coco_AP"]) and "warning" not in again.stderr
 
 
+def test_robustness_scores_the_saved_model_under_each_corruption_and_logs_it(project, runs):
+    root, _ = project
+    report = json.loads((root / "metrics/localizer/robustness.json").read_text())
+    test = json.loads((root / "metrics/localizer/test.json").read_text())
+    assert report["metric"] == "mean_iou" and report["clean"] == pytest.approx(test["mean_iou"], abs=1e-5)
+    assert set(report["corruptions"]) == {"gaussian_noise", "gaussian_blur", "jpeg", "brightness", "contrast",
+                                          "photo_background"}
+    assert all(list(levels) == ["1", "2", "3", "4", "5"] for levels in report["corruptions"].values())
+    table = (root / "plots/localizer/robustness.csv").read_text().splitlines()
+    assert table[0] == "severity,gaussian_noise,gaussian_blur,jpeg,brightness,contrast,photo_background"
+    assert len(table) == 6
+    logged = runs["robustness@localizer"]
+    assert logged.data.metrics["robustness_mean_relative"] == pytest.approx(report["mean_relative"])
+    files = {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id, "figures")}
+    assert files == {"figures/robustness.png"}
+
+
 def test_dvc_metrics_and_plots_render_each_chart_once_with_its_model_and_class(project, tmp_path):
     root, _ = project
     shown = json.loads(run(["dvc", "metrics", "show", "--json", "metrics/localizer"], root).stdout)
     files = shown[""]["data"]
-    assert set(files) == {"metrics/localizer/train.json", "metrics/localizer/test.json"}
+    assert set(files) == {"metrics/localizer/train.json", "metrics/localizer/test.json",
+                          "metrics/localizer/robustness.json"}
     assert "mean_iou" in files["metrics/localizer/test.json"]["data"] and "coco_AP50" in files["metrics/localizer/test.json"]["data"]
     assert "class_counts" not in run(["dvc", "metrics", "show", "--json"], root).stdout  # the data's counts stay apart
     plots = json.loads(run(["dvc", "plots", "show", "--json"], root).stdout)
@@ -87,7 +106,8 @@ def test_dvc_metrics_and_plots_render_each_chart_once_with_its_model_and_class(p
     assert len(titles) == len(set(titles))  # no chart twice
     curves = sorted(p.stem for p in (root / "plots/localizer/precision_recall").glob("*.csv"))
     assert {f"plots/localizer/precision_recall/{name}.csv" for name in curves} <= set(titles)
-    assert {"localizer loss (train and valid)", "localizer box IoU (train and valid)"} <= set(titles)
+    assert {"localizer loss (train and valid)", "localizer box IoU (train and valid)",
+            "plots/localizer/robustness.csv"} <= set(titles)
     assert not any("step" in json.dumps(p["content"]["encoding"]) for charts in plots["data"].values() for p in charts
                    if "encoding" in p["content"])
 

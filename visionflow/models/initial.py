@@ -45,7 +45,7 @@ def _pretrained(cfg: Config, spec, image_size: int, num_classes: int, callbacks)
     p = cfg.backbone.pretrain
     result = pretrain_backbone(spec, PROCESSED_DIR, image_size, num_classes, cfg.backbone.width, p.epochs,
                                p.batch_size, p.learning_rate, p.crop_size, cfg.split.seed, callbacks,
-                               crop_window=p.crop_window)
+                               crop_window=p.crop_window, crop_jitter=p.crop_jitter)
     accuracy = result.history["accuracy"][-1]
     warning = None
     if accuracy < CHANCE_MARGIN / num_classes:  # from scratch, a network can sit at chance for a while

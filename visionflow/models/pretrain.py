@@ -6,10 +6,13 @@ fewer steps than whole images do (from scratch, a whole-image classifier sits at
 chance for many epochs). No validation or test image is read.
 
 The crops keep the objects at the scale the localizer will see them: a window of
-``crop_size`` pixels of the preprocessed image (or 1.2x the object, if larger), with
-the object anywhere inside it. Crops scaled to the object would teach features for one
-size only; here, classifying at native scale, the frozen features located boxes 50 %
-better (mean IoU 0.29 against 0.19 for a head trained on them, same data and steps).
+``crop_size`` pixels of the preprocessed image (or 1.2x the object, if larger), about
+the object (``crop_jitter`` lets it move off the centre). Crops scaled to the object
+would teach features for one size only; here, classifying at native scale, the frozen
+features located boxes 50 % better (mean IoU 0.29 against 0.19 for a head trained on
+them, same data and steps). On the domain-randomised shapes (clutter, distractors,
+textures and photographs around the object), centred crops learn faster than crops
+with the object anywhere: 0.39 against 0.27 accuracy after 8 epochs.
 
 From-scratch BatchNorm needs two fixes here: a momentum of 0.9 (Keras models ship
 0.99-0.999, which leaves the moving statistics unconverged after a few hundred steps),
@@ -49,12 +52,13 @@ class PretrainResult:
     history: dict[str, list[float]]
 
 
-def _object_crops(example, crop_size: int, crop_window: int, image_size: int, preprocess_input):
-    """One random square crop holding each object (boxes normalised xyxy), with its label.
+def _object_crops(example, crop_size: int, crop_window: int, image_size: int, preprocess_input, jitter: float):
+    """One square crop holding each object (boxes normalised xyxy), with its label.
 
     The crop covers ``crop_window`` pixels of the image, or ``CROP_MARGIN`` times the
-    object's longer side if that is more, resized to ``crop_size``; the object lies at a
-    uniformly random place inside it.
+    object's longer side if that is more, resized to ``crop_size``; the object's centre
+    lies within ``jitter`` of the room the window leaves around it (0: the crop's centre,
+    1: anywhere the object stays whole).
     """
     boxes, labels = example["boxes"], example["labels"][: tf.shape(example["boxes"])[0]]
     n = tf.shape(boxes)[0]
@@ -62,7 +66,7 @@ def _object_crops(example, crop_size: int, crop_window: int, image_size: int, pr
     longest = tf.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     side = tf.maximum(crop_window / image_size, CROP_MARGIN * longest)
     room = (side - longest) / 2  # how far the crop's centre may move with the object still inside
-    shift = tf.random.uniform([n, 2], -1.0, 1.0) * room[:, None]
+    shift = tf.random.uniform([n, 2], -1.0, 1.0) * room[:, None] * jitter
     cx, cy = cx + shift[:, 0], cy + shift[:, 1]
     crop_boxes = tf.stack([cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2], axis=1)
     image = preprocess_input(tf.cast(example["image"], tf.float32))[None]
@@ -71,12 +75,12 @@ def _object_crops(example, crop_size: int, crop_window: int, image_size: int, pr
 
 
 def crop_dataset(processed_dir: Path, crop_size: int, crop_window: int, image_size: int, batch_size: int,
-                 preprocess_input, seed: int):
+                 preprocess_input, seed: int, jitter: float = 0.0):
     files = split_files(processed_dir, "train")
     ds = tf.data.TFRecordDataset(files).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.filter(lambda ex: tf.shape(ex["boxes"])[0] > 0)
     ds = ds.cache().shuffle(4096, seed=seed)  # cache the decoded images; crops are drawn anew each epoch
-    ds = ds.flat_map(lambda ex: _object_crops(ex, crop_size, crop_window, image_size, preprocess_input))
+    ds = ds.flat_map(lambda ex: _object_crops(ex, crop_size, crop_window, image_size, preprocess_input, jitter))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
@@ -104,7 +108,8 @@ def recalibrate_batchnorm(backbone, batches, momentum: float = PRETRAIN_BN_MOMEN
 
 def pretrain_backbone(spec: BackboneSpec, processed_dir: Path, image_size: int, num_classes: int,
                       width: float, epochs: int, batch_size: int, learning_rate: float, crop_size: int, seed: int,
-                      callbacks: list | None = None, crop_window: int | None = None) -> PretrainResult:
+                      callbacks: list | None = None, crop_window: int | None = None,
+                      crop_jitter: float = 0.0) -> PretrainResult:
     """Train ``spec`` from scratch on training-split object crops; return it sized for ``image_size``."""
     keras.utils.set_random_seed(seed)
     crop_size = max(spec.min_size, crop_size)
@@ -114,7 +119,7 @@ def pretrain_backbone(spec: BackboneSpec, processed_dir: Path, image_size: int, 
     classifier.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                        metrics=["accuracy"])
     data = crop_dataset(processed_dir, crop_size, crop_window or crop_size, image_size, batch_size,
-                        spec.preprocess_input, seed)
+                        spec.preprocess_input, seed, crop_jitter)
     history = classifier.fit(data, epochs=epochs, verbose=2, callbacks=callbacks or [])
     # Convolution weights do not depend on the input size: move them to a full-size backbone.
     backbone = spec.build(image_size, weights=None, width=width)
