@@ -83,7 +83,9 @@ def test_every_corruption_and_severity_is_reported_with_its_ratio_to_clean(proje
             assert s["relative"] == pytest.approx(s["value"] / report["clean"])
             relative.append(s["relative"])
     assert report["mean_relative"] == pytest.approx(np.mean(relative))
-    for name in levels:  # the strongest of each costs something
+    for name in levels:  # the strongest of each changes the score; those that destroy the image lower it
+        assert levels[name]["5"]["value"] != pytest.approx(report["clean"], abs=1e-6), name
+    for name in ("gaussian_noise", "jpeg", "contrast", "photo_background"):
         assert levels[name]["5"]["relative"] < 0.99, name
     header, rows = report_rows(report)
     assert header[0] == "severity" and [r[0] for r in rows] == [1, 2, 3, 4, 5] and len(rows[0]) == 7
