@@ -14,7 +14,8 @@ Each prints accuracy, mean IoU and the share of IoU >= 0.5, (b) and (c) also as 
 ingest and preprocess functions (resize to the model's input, JPEG, window) and the same
 ``tf.data`` pipeline as (a), so the three differ only in how the shapes were drawn.
 
-    python benchmarks/unseen_shapes.py [--model models/localizer/model.keras] [--images 500] [--processed data/processed]
+    python benchmarks/unseen_shapes.py [--model models/localizer/model.keras] [--images 500]
+                                       [--processed data/processed] [--image-size PX] [--shape-size MIN MAX]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: tests.independent_shapes lives beside visionflow
 
-from tests.independent_shapes import CLASSES, Options, ShapeSet, generate  # noqa: E402
+from tests.independent_shapes import CLASSES, MARGIN, Options, ShapeSet, generate  # noqa: E402
 from visionflow.boxes import elementwise_iou_xyxy  # noqa: E402
 
 SIGMA_BINS = ((0.0, 6.0), (6.0, 12.0), (12.0, 20.0))  # noise sigma, 0..255; a bin holds (low, high]
@@ -65,10 +66,10 @@ class Score:
 def score(preds: Predictions, keep: np.ndarray | None = None) -> Score:
     """Accuracy, mean IoU and the share of IoU >= 0.5 over the images ``keep`` selects (all: None)."""
     keep = np.ones(len(preds.labels), bool) if keep is None else keep
-    ious = elementwise_iou_xyxy(preds.boxes_xyxy_norm[keep], preds.true_boxes_xyxy_norm[keep])
-    correct = preds.labels[keep] == preds.true_labels[keep]
     if not keep.any():
         return Score(0, float("nan"), float("nan"), float("nan"))
+    ious = elementwise_iou_xyxy(preds.boxes_xyxy_norm[keep], preds.true_boxes_xyxy_norm[keep])
+    correct = preds.labels[keep] == preds.true_labels[keep]
     return Score(int(keep.sum()), float(correct.mean()), float(ious.mean()), float((ious >= IOU_THRESHOLD).mean()))
 
 
@@ -86,7 +87,8 @@ def first_object(boxes_xyxy_norm, labels, valid):
     return {"label": labels[:, 0], "box": boxes_xyxy_norm[:, 0, :]}
 
 
-def predict_split(model, family, processed_dir: Path, split: str, preprocess_input, batch_size: int = 64) -> Predictions:
+def predict_split(model, family, processed_dir: Path, split: str, preprocess_input,
+                  batch_size: int = 64) -> Predictions:
     """The saved ``model`` on a processed split, through the project's pipeline; decoded by ``family``."""
     from visionflow.data.pipeline import model_dataset
 
@@ -158,8 +160,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=500, help="independent images per background kind")
     parser.add_argument("--processed", type=Path, default=Path("data/processed"),
                         help="the processed data the model was trained on: its test split is the baseline")
-    parser.add_argument("--image-size", type=int, default=128, help="side of the independent images, px")
-    parser.add_argument("--shape-size", type=float, nargs=2, default=(14.0, 64.0), metavar=("MIN", "MAX"))
+    parser.add_argument("--image-size", type=int, help="side of the independent images, px (default: the "
+                        "synthetic source's in params.yaml, else 128)")
+    parser.add_argument("--shape-size", type=float, nargs=2, metavar=("MIN", "MAX"),
+                        help="shape sizes, px (default: the synthetic source's in params.yaml, else 14 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     return parser.parse_args()
@@ -167,6 +171,24 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    cfg, meta, model, family, preprocess_input = load_scoring(args.model, args.processed)
+    image_size, shape_size = drawn_sizes(cfg, args.image_size, args.shape_size)
+    print(f"independent images: {args.images} a background, {image_size} px, shapes {shape_size[0]:g}-"
+          f"{shape_size[1]:g} px, resized to the model's input as the project's images are")
+    results = {"(a) own test split": (predict_split(model, family, args.processed, "test", preprocess_input,
+                                                    args.batch_size), None)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, background) in enumerate((("(b) independent, gradients", "gradient"),
+                                                ("(c) independent, photos", "photo"))):
+            options = Options(image_size=image_size, shape_size=shape_size, background=background, seed=args.seed + i)
+            shapes = generate(args.images, options)
+            results[name] = (predict_independent(model, family, preprocess_input, meta, shapes, Path(tmp) / background,
+                                                 args.batch_size), shapes.noise_sigmas)
+    report(results)
+
+
+def load_scoring(model_path: Path, processed: Path):
+    """``(config, processed meta, saved model, family, preprocess_input)``: how the saved localizer reads its input."""
     import keras
 
     from visionflow.config import load_config
@@ -174,27 +196,24 @@ def main() -> None:
     from visionflow.models.backbones import BACKBONES
     from visionflow.models.fit import family_for
 
-    cfg, meta = load_config(), read_meta(args.processed)
-    model = keras.saving.load_model(args.model)
+    cfg, meta = load_config(), read_meta(processed)
+    model = keras.saving.load_model(model_path)
     size = int(model.inputs[0].shape[1])
     if size != meta["image_size"]:
-        raise SystemExit(f"{args.model} reads {size} px images but {args.processed} holds {meta['image_size']} px ones")
-    family = family_for(cfg, "localizer", meta["classes"])
-    preprocess_input = BACKBONES.get(cfg.backbone.name).preprocess_input
-    print(f"{args.model}: {size} px input, {cfg.backbone.name} preprocessing, {meta.get('resize', 'stretch')} resize, "
+        raise SystemExit(f"{model_path} reads {size} px images but {processed} holds {meta['image_size']} px ones")
+    print(f"{model_path}: {size} px input, {cfg.backbone.name} preprocessing, {meta.get('resize', 'stretch')} resize, "
           f"classes {', '.join(meta['classes'])}")
+    preprocess_input = BACKBONES.get(cfg.backbone.name).preprocess_input
+    return cfg, meta, model, family_for(cfg, "localizer", meta["classes"]), preprocess_input
 
-    results = {"(a) own test split": (predict_split(model, family, args.processed, "test", preprocess_input,
-                                                    args.batch_size), None)}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, background) in enumerate((("(b) independent, gradients", "gradient"),
-                                                ("(c) independent, photos", "photo"))):
-            options = Options(image_size=args.image_size, shape_size=tuple(args.shape_size), background=background,
-                              seed=args.seed + i)
-            shapes = generate(args.images, options)
-            results[name] = (predict_independent(model, family, preprocess_input, meta, shapes, Path(tmp) / background,
-                                                 args.batch_size), shapes.noise_sigmas)
-    report(results)
+
+def drawn_sizes(cfg, image_size: int | None, shape_size: tuple[float, float] | None):
+    """The independent images' side and shape sizes: as given, else as params.yaml's synthetic source draws them."""
+    synthetic = (cfg.ingest.model_extra or {}).get("synthetic") or {}
+    side = image_size or synthetic.get("image_size", Options.image_size)
+    low = synthetic.get("min_object_size", Options.shape_size[0])
+    high = min(synthetic.get("max_object_size", Options.shape_size[1]), side - 2 * MARGIN)
+    return side, tuple(shape_size) if shape_size else (float(low), float(high))
 
 
 def predict_independent(model, family, preprocess_input, meta: dict, shapes: ShapeSet, root: Path,

@@ -111,7 +111,7 @@ def draw_image(index: int, options: Options = Options()) -> Drawn:
     for _ in range(rnd.randint(*options.shapes_per_image)):
         placed = place_shape(rnd, options, masks)
         if placed is not None:
-            labels.append(placed[0])
+            labels.append(placed[0].label)
             masks.append(paint(rnd, canvas, *placed))
     draw_strokes(rnd, canvas, strokes - under, over=True)
     sigma = rnd.uniform(*options.noise_sigma)
@@ -188,7 +188,7 @@ def place_shape(rnd: random.Random, options: Options, masks: list[np.ndarray]):
         geometry = Geometry(label, polygon, side, cx, cy)
         width = rnd.randint(1, 3) if rnd.random() < 1 / 3 else 0
         if not any(boxes_touch(tight_box(mask_of(geometry, size, width)), tight_box(m)) for m in masks):
-            return label, geometry, width
+            return geometry, width
     return None
 
 
@@ -198,7 +198,7 @@ def mask_of(geometry: Geometry, size: int, outline_width: int) -> np.ndarray:
     return np.asarray(mask) > 0
 
 
-def paint(rnd: random.Random, canvas: Image.Image, label: int, geometry: Geometry, outline_width: int) -> np.ndarray:
+def paint(rnd: random.Random, canvas: Image.Image, geometry: Geometry, outline_width: int) -> np.ndarray:
     """Draw the shape on ``canvas``; returns its mask."""
     mask = mask_of(geometry, canvas.size[0], outline_width)
     fill = contrasting_colour(rnd, np.median(np.asarray(canvas)[mask], axis=0))

@@ -70,17 +70,13 @@ def test_several_shapes_per_image_come_as_lists_of_boxes_apart_from_each_other()
 
 # --- a tiny localizer trained on the project's shapes, scored on these --------------------------------------------
 
-SIZE = 48  # the model's input; the project's shapes at their default minimum of 14 px, up to the 48 that fit
+SIZE = 48  # the model's input; the project's shapes from their default minimum, 14 px, to the 48 that fit
 INDEPENDENT_SIZES = (14.0, 44.0)  # the same range (the independent generator keeps 2 px from every edge)
-NUM_IMAGES = 2000  # 1,500 to train on: fewer and the model learns the images, not the shapes
-EPOCHS = 20
-SEED = 0
+NUM_IMAGES = 2000  # 1,500 to train on (with 960, training accuracy ran well ahead of the test split's)
+EPOCHS = 15  # 750 steps: from scratch, the classes only start to come after some 300
+WIDTHS = (16, 24, 32, 48, 64)  # the small backbone's stages
 INDEPENDENT_IMAGES = 400  # per background kind
-CLASS_GRADIENT = 0.003
-BATCH = 32
-AUGMENT = True
-WIDTHS = (24, 32, 48, 64, 96)
-OBJECT_SIZES = (14, SIZE)
+SEED = 0
 
 
 def small_backbone(input_shape, include_top=False, weights=None):
@@ -113,8 +109,7 @@ def project_data(root: Path, photo_dir: str) -> Path:
     from visionflow.data.split import split_raw_dataset
     from visionflow.data.synthetic import SyntheticOptions, SyntheticShapes
 
-    options = SyntheticOptions(num_images=NUM_IMAGES, image_size=SIZE, min_object_size=OBJECT_SIZES[0],
-                               max_object_size=OBJECT_SIZES[1], photo_dir=photo_dir)
+    options = SyntheticOptions(num_images=NUM_IMAGES, image_size=SIZE, max_object_size=SIZE, photo_dir=photo_dir)
     write_raw_dataset(SyntheticShapes(options), root / "raw", progress=False)
     raw = load_raw_dataset(root / "raw")
     splits, _ = split_raw_dataset(raw, SplitConfig())
@@ -124,14 +119,15 @@ def project_data(root: Path, photo_dir: str) -> Path:
 
 def whole_batches(num_examples: int, largest: int = 32) -> int:
     """A batch size that divides the split: a last, smaller batch makes XLA compile the augmentation
-    a second time (15-20 s of CPU here)."""
+    a second time (~15 s of CPU here)."""
     return next((b for b in range(largest, largest // 2, -1) if num_examples % b == 0), largest)
 
 
 def train_localizer(processed: Path, root: Path, seed: int = SEED):
     """The localizer family on ``SMALL``, trained by the project's trainer; returns (saved and reloaded model, family).
 
-    One phase: freezing a random backbone teaches nothing, and each phase compiles the pipeline anew.
+    Its defaults (heads, class gradient, augmentation) but the schedule: one phase at 2e-3, cosine, since
+    freezing a random backbone teaches nothing and each phase compiles the augmentation anew (~15 s of CPU).
     """
     import keras
 
@@ -143,16 +139,16 @@ def train_localizer(processed: Path, root: Path, seed: int = SEED):
 
     meta = read_meta(processed)
     num_train = meta["num_examples"]["train"]
-    config = LocalizerConfig(batch_size=whole_batches(num_train, BATCH), frozen={"epochs": 0, "learning_rate": 2e-3},
-                             finetune={"epochs": EPOCHS, "learning_rate": 2e-3, "schedule": "cosine"},
-                             class_gradient=CLASS_GRADIENT, augment={"enabled": AUGMENT}, seed=seed)
+    config = LocalizerConfig(batch_size=whole_batches(num_train), frozen={"epochs": 0, "learning_rate": 2e-3},
+                             finetune={"epochs": EPOCHS, "learning_rate": 2e-3, "schedule": "cosine"}, seed=seed)
     family = Localizer(config, meta["classes"])
     keras.utils.set_random_seed(seed)
     net, backbone = family.build(SMALL, SIZE, 1.0, None)
 
     def train_from(epoch):
         return model_dataset(processed, "train", config.batch_size, SMALL.preprocess_input, family.targets,
-                             training=True, augment=config.augment if AUGMENT else None, seed=seed, start_epoch=epoch, num_examples=num_train)
+                             training=True, augment=config.augment, seed=seed, start_epoch=epoch,
+                             num_examples=num_train)
 
     train_two_phase(family, net, backbone, train_from, steps_per_epoch(num_train, config.batch_size), None,
                     root / "checkpoints", f"unseen-shapes-{seed}")
@@ -167,53 +163,48 @@ def scores(model, family, processed: Path, root: Path, seed: int = SEED) -> dict
     meta, preprocess = read_meta(processed), SMALL.preprocess_input
     found = {"own": predict_split(model, family, processed, "test", preprocess)}
     for i, kind in enumerate(("gradient", "photo")):
-        shapes = generate(INDEPENDENT_IMAGES, Options(image_size=SIZE, shape_size=INDEPENDENT_SIZES, background=kind, seed=seed + i))
+        options = Options(image_size=SIZE, shape_size=INDEPENDENT_SIZES, background=kind, seed=seed + i)
+        shapes = generate(INDEPENDENT_IMAGES, options)
         found[kind] = predict_independent(model, family, preprocess, meta, shapes, root / kind)
     return {name: (score(p), centred_box_iou(p.true_boxes_xyxy_norm)) for name, p in found.items()}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, photo_dir):
+def found(tmp_path_factory, photo_dir) -> dict:
+    """The scores of a tiny localizer trained on the project's shapes, once for the module."""
     root = tmp_path_factory.mktemp("unseen_shapes")
     processed = project_data(root, photo_dir)
     model, family = train_localizer(processed, root)
-    return model, family, processed, root, {}
+    return scores(model, family, processed, root)
 
 
-def trained_scores(trained) -> dict:
-    """The scores of the module's model, computed once."""
-    *args, cache = trained
-    if not cache:
-        cache.update(scores(*args))
-    return cache
-
-
-# Accuracy floor (chance is 0.2), IoU margin over the best fixed centred box, and accuracy as a share of the
-# project's own test split's, per background kind; see the test's docstring for the measurements behind them.
-BOUNDS = {"gradient": (0.3, 0.05, 0.7), "photo": (0.3, 0.0, 0.6)}
+# Per background kind: an accuracy floor (chance is 0.2), a margin of mean IoU over the best fixed box
+# centred on the image, and accuracy as a share of the project's own test split's. See the test's docstring.
+BOUNDS = {"gradient": (0.27, 0.05, 0.7), "photo": (0.24, -0.02, 0.5)}
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("kind", sorted(BOUNDS))
-def test_a_localizer_trained_on_the_projects_shapes_finds_independently_drawn_ones(trained, kind):
+def test_a_localizer_trained_on_the_projects_shapes_finds_independently_drawn_ones(found, kind):
     """A localizer that learned the shapes finds them whoever drew them; one that learned the generator does not.
 
-    The model here trains for about a minute from scratch, so it is weak, and the bounds are
-    loose but still catch a collapse. Measured with four seeds (training, independent images
-    and, for three of them, the project's data), 400 independent images, 200 of the project's:
+    The model trains from scratch for about a minute of CPU, so it is weak and varies from seed
+    to seed; the bounds are loose, yet fail the collapse users reported (0.955 -> 0.63, 0.66x,
+    on gradients; 0.34, 0.36x, on photographs). Measured over five seeds (training, the
+    independent images and, for four, the project's data), 400 independent images a kind,
+    200 of the project's:
 
-    - own test split: accuracy 0.46-0.50, mean IoU 0.67-0.72 (centred box 0.47-0.51);
-    - gradients: accuracy 0.48-0.64 (1.04-1.30x own), mean IoU 0.70-0.74, 0.15-0.19 above
-      the centred box's 0.52-0.57;
-    - photos: accuracy 0.39-0.43 (0.78-0.93x own), mean IoU 0.58-0.60, 0.03-0.07 above the
-      centred box's 0.53-0.57: the tiny model barely localizes on real photographs.
+    - own test split: accuracy 0.37-0.45, mean IoU 0.64-0.70 (the centred box: 0.47-0.51);
+    - gradients: accuracy 0.35-0.52, 0.89-1.39x the own split's; mean IoU 0.13-0.18 above
+      the centred box's 0.52-0.56;
+    - photos: accuracy 0.28-0.40, 0.71-1.05x the own split's; mean IoU 0.01-0.05 above the
+      centred box's 0.53-0.56: the tiny model barely localizes on real photographs.
 
-    Hence accuracy >= 0.3 on both (3 standard errors under the lowest, 0.1 over chance), mean
-    IoU >= the centred box + 0.05 on gradients and not below it on photos, and accuracy
-    >= 0.7x (gradients) and 0.6x (photos) the own split's. The collapse users reported,
-    0.955 -> 0.63 (0.66x) on gradients and 0.34 (0.36x) on photographs, fails them.
+    Hence, on gradients, accuracy >= 0.27 (0.08 under the lowest, over three standard errors
+    of 400 images), mean IoU >= the centred box's + 0.05 and accuracy >= 0.7x the own split's
+    (which fails the 0.66x collapse); on photographs, where this model is weaker, accuracy
+    >= 0.24, mean IoU no more than 0.02 under the centred box's and accuracy >= 0.5x.
     """
-    found = trained_scores(trained)
     own, (s, centred) = found["own"][0], found[kind]
     floor, iou_margin, share = BOUNDS[kind]
     summary = f"{kind}: {s}, centred box mean IoU {centred:.3f}; own test split: {own}"
