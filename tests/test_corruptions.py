@@ -214,15 +214,20 @@ def test_brightness_adds_per_image_and_clips():
     np.testing.assert_array_equal(adjust_brightness(images, tf.zeros([2])).numpy(), images.numpy())
 
 
-def test_contrast_scales_around_each_images_mean_gray_level():
+def test_contrast_scales_around_each_images_mean_colour_as_imagenet_c_does():
     """Halves of 50 and 150 have the mean 100: a gain of 0.5 makes them 75 and 125, one of 3 makes them 0 and 250."""
     image = np.zeros((1, 4, 4, 3), np.float32)
     image[:, :, :2], image[:, :, 2:] = 50.0, 150.0
-    coloured = np.full((1, 4, 4, 3), [200.0, 100.0, 0.0], np.float32)  # mean gray 100: its colour keeps its hue
-    out = adjust_contrast(tf.constant(np.concatenate([image, image, coloured])), tf.constant([0.5, 3.0, 0.5])).numpy()
+    tinted = image * [1.0, 0.5, 0.0]  # channel means 100, 50 and 0
+    out = adjust_contrast(tf.constant(np.concatenate([image, image, tinted])), tf.constant([0.5, 3.0, 0.0])).numpy()
     np.testing.assert_allclose(out[0, 0, :, 0], [75, 75, 125, 125])
     np.testing.assert_allclose(out[1, 0, :, 0], [0, 0, 250, 250])
-    np.testing.assert_allclose(out[2, 0, 0], [150, 100, 50])
+    np.testing.assert_allclose(out[2], np.broadcast_to([100.0, 50.0, 0.0], (4, 4, 3)))  # its mean colour, not gray
+    x = np.stack([scene(10), scene(11)]).astype(np.float32)
+    means = x.mean(axis=(1, 2), keepdims=True)  # ImageNet-C: np.mean(x, axis=(0, 1), keepdims=True) per image
+    np.testing.assert_allclose(adjust_contrast(tf.constant(x), tf.constant([0.3, 0.05])).numpy(),
+                               np.clip((x - means) * np.array([0.3, 0.05])[:, None, None, None] + means, 0, 255),
+                               atol=1e-3)
     np.testing.assert_array_equal(adjust_contrast(tf.constant(image), tf.ones([1])).numpy(), image)
 
 
