@@ -44,21 +44,20 @@ class Evaluation:
     coco: CocoEvaluation  # its ``warnings`` say when detections cover fewer images than the ground truth
 
 
+def stack_batches(batches: list[dict]) -> dict[str, np.ndarray]:
+    """Per-batch dicts of arrays (or tensors) -> one dict of arrays, batches joined along the first axis."""
+    return {key: np.concatenate([np.asarray(batch[key]) for batch in batches]) for key in batches[0]}
+
+
 def predict_split(model, family: ModelFamily, preprocess_input, split: str, batch_size: int) -> SplitPredictions:
-    parts: dict[str, list] = {}
-
-    def add(prefix: str, values: dict) -> None:
-        for key, value in values.items():
-            parts.setdefault(prefix + key, []).append(np.asarray(value))
-
+    outputs, targets, metas = [], [], []
     for x, y, meta in model_dataset(PROCESSED_DIR, split, batch_size, preprocess_input, family.targets,
                                     with_meta=True):
-        add("out.", model.predict_on_batch(x))
-        add("target.", y)
-        add("meta.", meta)
-    joined = {k: np.concatenate(v) for k, v in parts.items()}
-    pick = lambda prefix: {k[len(prefix):]: v for k, v in joined.items() if k.startswith(prefix)}  # noqa: E731
-    return SplitPredictions(joined["meta.image_id"], joined["meta.window"], pick("out."), pick("target."))
+        outputs.append(model.predict_on_batch(x))
+        targets.append(y)
+        metas.append(meta)
+    meta = stack_batches(metas)
+    return SplitPredictions(meta["image_id"], meta["window"], stack_batches(outputs), stack_batches(targets))
 
 
 def evaluate_model(cfg: Config, model: str, split: str = "test") -> Evaluation:

@@ -63,7 +63,7 @@ def corrupt(name: str, severity: float, images, boxes, valid, backdrops, seed):
 
 
 class TestBatches:
-    """The test split at the model's input size, 0..255, with each image's boxes and a held-out backdrop."""
+    """The test split at the model's input size, 0..255, with each image's boxes; a held-out backdrop on demand."""
 
     def __init__(self, processed_dir: Path, family: ModelFamily, batch_size: int, rcfg: RobustnessConfig):
         from visionflow.data.pipeline import model_dataset
@@ -73,32 +73,43 @@ class TestBatches:
 
         self.dataset = model_dataset(processed_dir, "test", batch_size, lambda x: x, targets)
         self.photos = load_photos(Path(rcfg.photo_dir), "robustness.photo_dir")
-        self.seed = rcfg.seed
+        self.seed, self.batch_size = rcfg.seed, batch_size
+        self._backdrops: dict[int, object] = {}
 
     def __iter__(self):
+        """``(step, images, extra)`` per batch, in order (the split is cached after the first pass)."""
+        for step, (images, extra) in enumerate(self.dataset):
+            yield step, images, extra
+
+    def noise_seed(self, step: int):
         import tensorflow as tf
 
-        first = 0
-        for step, (images, extra) in enumerate(self.dataset):
-            size = int(images.shape[1])
+        return tf.constant([self.seed, step], tf.int32)
+
+    def backdrops(self, step: int, images):
+        """Batch ``step``'s photograph crops, one per image, seeded by its place in the split; drawn once."""
+        if step not in self._backdrops:
+            import tensorflow as tf
+
+            first, size = step * self.batch_size, int(images.shape[1])
             crops = [photo(np.random.default_rng([self.seed, first + i]), size, self.photos)
                      for i in range(int(images.shape[0]))]
-            backdrops = tf.image.resize(tf.constant(np.stack(crops), tf.float32), images.shape[1:3])
-            first += int(images.shape[0])
-            yield images, extra, backdrops, tf.constant([self.seed, step], tf.int32)
+            self._backdrops[step] = tf.image.resize(tf.constant(np.stack(crops), tf.float32), images.shape[1:3])
+        return self._backdrops[step]
 
 
 def _score(model, family: ModelFamily, batches: TestBatches, preprocess_input, iou_thresholds, corruption=None):
-    outputs, targets = {}, {}
-    for images, extra, backdrops, seed in batches:
+    from visionflow.evaluation import stack_batches
+
+    outputs, targets = [], []
+    for step, images, extra in batches:
         if corruption is not None:
-            images = corrupt(*corruption, images, extra["boxes"], extra["valid"], backdrops, seed)
-        for key, value in model.predict_on_batch(preprocess_input(images)).items():
-            outputs.setdefault(key, []).append(np.asarray(value))
-        for key, value in extra["family"].items():
-            targets.setdefault(key, []).append(np.asarray(value))
-    join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
-    return float(family.metrics(join(outputs), join(targets), iou_thresholds)[family.headline_metric])
+            backdrops = batches.backdrops(step, images) if corruption[0] == "photo_background" else None
+            images = corrupt(*corruption, images, extra["boxes"], extra["valid"], backdrops, batches.noise_seed(step))
+        outputs.append(model.predict_on_batch(preprocess_input(images)))
+        targets.append(extra["family"])
+    metrics = family.metrics(stack_batches(outputs), stack_batches(targets), iou_thresholds)
+    return float(metrics[family.headline_metric])
 
 
 def robustness_report(cfg: Config, model, family: ModelFamily, processed_dir: Path, preprocess_input) -> dict:
