@@ -86,14 +86,12 @@ def bare_pipeline(files: list[str], batch: int):
 def make_coco_folder(root: Path, n: int) -> Path:
     from PIL import Image
 
-    from visionflow.data.photos import load_photos
     from visionflow.data.synthetic import render
 
     opts = synthetic_options(root.parent, n)
-    photos = load_photos(Path(opts.photo_dir))
     images, anns = [], []
     for i in range(n):
-        r = render(i, opts, photos)
+        r = render(i, opts)
         Image.fromarray(r.image).save(root / f"{i:06d}.jpg", quality=90)
         images.append({"id": i + 1, "file_name": f"{i:06d}.jpg", "width": 128, "height": 128})
         x1, y1, x2, y2 = r.boxes_xyxy[0].tolist()

@@ -12,6 +12,7 @@ and boxes are the exact extent of each shape's visible pixels.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -187,10 +188,19 @@ def _paint(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, contra
             image[edge] = _fill_colour(rng, image[edge], contrast)
 
 
-def render(index: int, opts: SyntheticOptions, photos: list[np.ndarray] | None = None) -> RenderedImage:
-    """Render image ``index``: a pure function of ``(opts, photos, index)``."""
-    if opts.backgrounds.photo > 0 and photos is None:
-        photos = load_photos(Path(opts.photo_dir), "ingest.synthetic.photo_dir")
+@functools.lru_cache(maxsize=4)
+def _photos_in(folder: str) -> list[np.ndarray]:
+    return load_photos(Path(folder), "ingest.synthetic.photo_dir")
+
+
+def source_photos(opts: SyntheticOptions) -> list[np.ndarray] | None:
+    """The photographs for photo backgrounds, read once per folder and process; None when none are drawn."""
+    return _photos_in(opts.photo_dir) if opts.backgrounds.photo > 0 else None
+
+
+def render(index: int, opts: SyntheticOptions) -> RenderedImage:
+    """Render image ``index``: a pure function of ``(opts, index)`` (and the photographs in ``opts.photo_dir``)."""
+    photos = source_photos(opts)
     rng = _rng(opts.seed, index, 3)
     kind = KINDS[int(rng.choice(len(KINDS), p=opts.backgrounds.probabilities()))]
     behind, in_front = _clutter_split(rng, opts)
@@ -266,9 +276,7 @@ class SyntheticShapes:
 
     def __init__(self, options: SyntheticOptions):
         self.options = options
-        self.photos = None
-        if options.backgrounds.photo > 0:
-            self.photos = load_photos(Path(options.photo_dir), "ingest.synthetic.photo_dir")
+        source_photos(options)  # a missing photo folder stops the ingest here, before any image
 
     def categories(self) -> list[str]:
         return list(CLASSES)
@@ -278,7 +286,7 @@ class SyntheticShapes:
 
     def samples(self) -> Iterator[Sample]:
         for index in range(self.options.num_images):
-            r = render(index, self.options, self.photos)
+            r = render(index, self.options)
             objects = [
                 SourceObject(category=CLASSES[label], bbox_xywh=(x1, y1, x2 - x1, y2 - y1))
                 for label, (x1, y1, x2, y2) in zip(r.labels, r.boxes_xyxy.tolist())
