@@ -85,6 +85,8 @@ def test_the_code_defaults_are_the_shipped_params():
         (lambda p: p["backbone"].update(name="mobilenet"), "backbone.name", "valid: "),
         (lambda p: p["ingest"].update(source="nope"), "ingest.source", "not in the sources registry"),
         (lambda p: p["backbone"].update(init="missing/weights.h5"), "backbone.init", "does not exist"),
+        (lambda p: p["backbone"].update(name="resnet34", width=1.0, init="imagenet"), "backbone.init",
+         "resnet34 has no ImageNet weights"),
         (lambda p: p["train"].update(detektor={}), "train.detektor", "not in the families registry"),
         (lambda p: p.update(train={}), "train", "at least one model family"),
         (lambda p: p["train"]["localizer"]["augment"].update(keep_boxes_whole=False), "train.localizer",

@@ -267,6 +267,8 @@ def _validate_plugins(cfg: Config, source: str) -> None:
     init = cfg.backbone.init
     if init not in ("imagenet", "pretrain", "none") and not Path(init).is_file():
         fail("backbone.init", f"must be imagenet, pretrain, none or an existing weights file; {init!r} does not exist")
+    if init == "imagenet" and not spec.imagenet_weights:
+        fail("backbone.init", f"{cfg.backbone.name} has no ImageNet weights; use pretrain, none or a weights file")
     if not cfg.train:
         fail("train", "name at least one model family to train")
     for family, section in cfg.train.items():

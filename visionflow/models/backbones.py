@@ -39,6 +39,7 @@ class BackboneSpec:
     min_size: int = 32
     takes_width: bool = False  # whether ``alpha`` (width multiplier) is accepted
     stride8_layer: str | None = None  # the last map at 1/8, for detection heads; None: not offered
+    imagenet_weights: bool = True  # whether ``weights="imagenet"`` can be downloaded for it
 
     def build(self, image_size: int | None, weights: str | None = None, width: float = 1.0) -> keras.Model:
         """The headless backbone (features, no pooling) for square ``image_size`` inputs.
@@ -117,3 +118,8 @@ BACKBONES.add("mobilenet_v2", BackboneSpec("keras.applications:MobileNetV2", "ke
                                            stride8_layer="block_6_expand_relu"))
 BACKBONES.add("efficientnet_b0", BackboneSpec("keras.applications:EfficientNetB0", "keras.applications.efficientnet",
                                               "block6a_expand_activation", stride8_layer="block4a_expand_activation"))
+# Géron's ResNet-34 (chapter 14), with no pretrained weights; each map is a stage's last unit.
+BACKBONES.add("resnet34", BackboneSpec("visionflow.models.resnet:ResNet34", "visionflow.models.resnet",
+                                       "stage3_unit6", stride8_layer="stage2_unit4", imagenet_weights=False))
+BACKBONES.add("se_resnet34", BackboneSpec("visionflow.models.resnet:SEResNet34", "visionflow.models.resnet",
+                                          "stage3_unit6", stride8_layer="stage2_unit4", imagenet_weights=False))
