@@ -7,8 +7,10 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from visionflow.config import ConfigError, load_config
+from visionflow.errors import DataError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +62,20 @@ def _evaluate_voc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from visionflow.predict import draw_predictions, image_files, load_model, predict_files
+
+    files = image_files(args.images)
+    if not files:
+        raise DataError(f"no image files in {', '.join(args.images)}")
+    loaded = load_model(args.model)
+    results = predict_files(loaded, files, args.batch_size)
+    if args.draw:
+        draw_predictions(files, results, args.draw)
+    print(json.dumps(results, indent=1))
+    return 0
+
+
 def _repro(args: argparse.Namespace) -> int:
     from visionflow.dvc_stages import environment_with_this_python
 
@@ -92,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     voc.add_argument("--metric", choices=["11point", "allpoint"], default="allpoint",
                      help="11point: VOC2007; allpoint: VOC2010 and later (default)")
     voc.set_defaults(func=_evaluate_voc)
+    predict = sub.add_parser("predict", help="a saved model's detections on images, as a JSON list in the COCO "
+                                             "results format (pixel [x, y, w, h] of each original image)")
+    predict.add_argument("--model", required=True,
+                         help="a .keras file (its model.json beside it) or an MLflow model URI (runs:/..., models:/...)")
+    predict.add_argument("images", nargs="+", help="image files, or directories of them")
+    predict.add_argument("--draw", type=Path, metavar="OUT_DIR", help="also write each image with its boxes here")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.set_defaults(func=_predict)
     # All after "repro" is dvc's (`visionflow repro -h` is dvc repro's help); see main().
     repro = sub.add_parser("repro", help="dvc repro [args] with this environment's python first on PATH, so stages "
                                          "run with it; exits with dvc's exit code")
@@ -107,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

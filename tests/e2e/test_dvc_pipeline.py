@@ -74,6 +74,24 @@ def test_evaluation_writes_coco_metrics_pr_curves_and_predictions_beside_their_g
     assert json.loads(again.stdout)["AP"] == pytest.approx(metrics["coco_AP"]) and "warning" not in again.stderr
 
 
+def test_predict_on_the_test_images_gives_the_evaluations_detections(project):
+    """``visionflow predict`` reads the files and fits them to the model itself: the same boxes as the stage's."""
+    root, _ = project
+    truth = json.loads((root / "reports/localizer/test_ground_truth.json").read_text())
+    evaluated = {d["image_id"]: d for d in json.loads((root / "reports/localizer/test_predictions.json").read_text())}
+    files = {str(root / "data/raw" / img["file_name"]): img["id"] for img in truth["images"]}
+    card = json.loads((root / "models/localizer/model.json").read_text())
+    assert card["family"] == "localizer" and card["image_size"] == 64 and len(card["classes"]) == 5
+    out = run(["visionflow", "predict", "--model", "models/localizer/model.keras", *files], root)
+    predicted = json.loads(out.stdout)
+    assert len(predicted) == len(files)
+    for det in predicted:
+        expected = evaluated[files[det["file_name"]]]
+        assert det["category_id"] == expected["category_id"]
+        assert det["score"] == pytest.approx(expected["score"], abs=1e-4)
+        np.testing.assert_allclose(det["bbox"], expected["bbox"], atol=0.05)
+
+
 def test_robustness_scores_the_saved_model_under_each_corruption_and_logs_it(project, runs):
     root, _ = project
     report = json.loads((root / "metrics/localizer/robustness.json").read_text())

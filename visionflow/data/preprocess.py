@@ -13,6 +13,7 @@ def write_processed(raw, manifests: dict[str, list[int]], out_dir: Path, cfg) ->
     with atomic_dir(out_dir) as tmp:
         shards = {split: write_split_shards(raw, ids, split, tmp, cfg.image_size, cfg.num_shards, resize=cfg.resize)
                   for split, ids in manifests.items() if ids}
-        write_meta(tmp, {"image_size": cfg.image_size, "classes": raw.category_names, "resize": cfg.resize,
+        write_meta(tmp, {"image_size": cfg.image_size, "classes": raw.category_names,
+                         "category_ids": [c["id"] for c in raw.categories], "resize": cfg.resize,
                          "num_examples": {split: len(ids) for split, ids in manifests.items()},
                          "shards": shards, "box_format": "xyxy normalized"})
