@@ -82,7 +82,7 @@ def centred_box_iou(true_boxes_xyxy_norm: np.ndarray) -> float:
     return float(ious.mean(axis=1).max())
 
 
-def first_object(boxes_xyxy_norm, labels, valid):
+def first_object(boxes_xyxy_norm, labels, valid, image_labels):
     """The pipeline's ``targets``: each image's first object, as the localizer's targets take it, unencoded."""
     return {"label": labels[:, 0], "box": boxes_xyxy_norm[:, 0, :]}
 
@@ -188,12 +188,11 @@ def main() -> None:
 
 
 def load_scoring(model_path: Path, processed: Path):
-    """``(config, processed meta, saved model, family, preprocess_input)``: how the saved localizer reads its input."""
+    """``(config, processed meta, saved model, family, preprocess_input)``: the saved localizer reads raw pixels."""
     import keras
 
     from visionflow.config import load_config
     from visionflow.data.tfrecords import read_meta
-    from visionflow.models.backbones import BACKBONES
     from visionflow.models.fit import family_for
 
     cfg, meta = load_config(), read_meta(processed)
@@ -201,10 +200,9 @@ def load_scoring(model_path: Path, processed: Path):
     size = int(model.inputs[0].shape[1])
     if size != meta["image_size"]:
         raise SystemExit(f"{model_path} reads {size} px images but {processed} holds {meta['image_size']} px ones")
-    print(f"{model_path}: {size} px input, {cfg.backbone.name} preprocessing, {meta.get('resize', 'stretch')} resize, "
+    print(f"{model_path}: {size} px input, {cfg.backbone.name}, {meta.get('resize', 'stretch')} resize, "
           f"classes {', '.join(meta['classes'])}")
-    preprocess_input = BACKBONES.get(cfg.backbone.name).preprocess_input
-    return cfg, meta, model, family_for(cfg, "localizer", meta["classes"]), preprocess_input
+    return cfg, meta, model, family_for(cfg, "localizer", meta["classes"]), lambda x: x
 
 
 def drawn_sizes(cfg, image_size: int | None, shape_size: tuple[float, float] | None):

@@ -29,16 +29,20 @@ def run(cfg: Config, model: str) -> None:
     stage = f"evaluate@{model}"
     with stage_run(stage, cfg.tracking.experiment, {"evaluate": cfg.evaluate.model_dump()}, dvc_tags(stage)):
         result = evaluate_model(cfg, model)
-        for warning in result.coco.warnings:
+        for warning in result.coco.warnings if result.coco else ():
             print(f"warning: {warning}")
         write_json(model_metrics(model, "test"), result.metrics)
         write_pr_curves(result.curves, model_plots(model) / "precision_recall")
         write_json(model_reports(model) / "test_predictions.json", result.detections)
         write_json(model_reports(model) / "test_ground_truth.json", result.ground_truth)
+        for name, rows in result.reports.tables.items():
+            write_json(model_reports(model) / f"{name}.json", rows)
         mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items() if not isinstance(v, dict)})
         mlflow.log_dict(result.detections, f"predictions/{model}_test_coco_results.json")
-        title = f"{model}, test split, IoU {PR_IOU}"
+        title = f"{model}, test split" + (f", IoU {PR_IOU}" if result.coco else ", one class against the rest")
         mlflow.log_figure(pr_curve_figure(result.curves, title), "figures/pr_curves.png")
+        for name, figure in result.reports.figures.items():
+            mlflow.log_figure(figure, f"figures/{name}.png")
         mlflow.log_image(sample_figure(RAW_DIR, result.ground_truth, result.detections), "figures/test_predictions.png")
 
 

@@ -15,7 +15,6 @@ from visionflow.data.tfrecords import read_meta
 from visionflow.figures import robustness_figure
 from visionflow.io import write_csv, write_json
 from visionflow.layout import PROCESSED_DIR, model_file, model_metrics, model_plots
-from visionflow.models.backbones import BACKBONES
 from visionflow.models.fit import family_for
 from visionflow.robustness import report_rows, robustness_report
 from visionflow.tracking import stage_run
@@ -26,7 +25,7 @@ def run(cfg: Config, model: str) -> None:
     with stage_run(stage, cfg.tracking.experiment, {"robustness": cfg.robustness.model_dump()}, dvc_tags(stage)):
         family = family_for(cfg, model, read_meta(PROCESSED_DIR)["classes"])
         saved = keras.saving.load_model(model_file(model))
-        report = robustness_report(cfg, saved, family, PROCESSED_DIR, BACKBONES.get(cfg.backbone.name).preprocess_input)
+        report = robustness_report(cfg, saved, family, PROCESSED_DIR)
         write_json(model_metrics(model, "robustness"), report)
         write_csv(model_plots(model) / "robustness.csv", *report_rows(report))
         print(f"{model}: {report['metric']} clean {report['clean']:.4f}, "

@@ -19,7 +19,8 @@ TINY_PARAMS = {
     "preprocess": {"image_size": 64, "num_shards": 2},
     "backbone": {"name": "mobilenet_v2", "width": 0.35, "init": "none",  # pretraining: tests/test_pretrain.py
                  "pretrain": {"epochs": 1, "batch_size": 16}},
-    "train": {"localizer": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}}},
+    "train": {"localizer": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}},
+              "classifier": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}}},
 }
 
 

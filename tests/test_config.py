@@ -17,7 +17,7 @@ def test_shipped_params_are_valid():
     cfg = load_config(PARAMS)
     assert cfg.ingest.source == "synthetic"
     assert cfg.split.fractions.train == 0.75
-    assert cfg.models == ["localizer"]
+    assert cfg.models == ["localizer", "classifier"]
     assert cfg.family_config("localizer").loss_weights.class_ == 0.8
     assert cfg.family_config("localizer").loss_weights.box == 0.2
 
@@ -52,7 +52,7 @@ def test_params_yaml_spells_out_every_key_the_config_reads():
 
 def test_the_code_defaults_are_the_shipped_params():
     """Nothing in the code contradicts params.yaml: a config of defaults only reads the same values."""
-    defaults = Config(ingest={"synthetic": {}}, train={"localizer": {}})
+    defaults = Config(ingest={"synthetic": {}}, train={"localizer": {}, "classifier": {}})
     shipped, default = read_config(load_config(PARAMS)), read_config(defaults)
     differ = {key: (shipped[key], default.get(key)) for key in shipped if default.get(key) != shipped[key]}
     assert not differ, f"params.yaml value, code default: {differ}"
@@ -134,7 +134,7 @@ def test_exponent_floats_read_as_numbers_as_dvc_reads_them(tmp_path):
 
 
 def test_a_family_the_config_does_not_train_is_one_line():
-    with pytest.raises(ConfigError, match=r"train\.detector: not a section of train \(trains: localizer\)"):
+    with pytest.raises(ConfigError, match=r"train\.detector: not a section of train \(trains: localizer, classifier\)"):
         load_config(PARAMS).family_config("detector")
 
 

@@ -13,6 +13,7 @@ from visionflow.models.card import ModelCard, card_path
 from visionflow.models.localizer.config import LocalizerConfig
 from visionflow.models.localizer.encoding import decode_sqrt_cxcywh
 from visionflow.models.localizer.family import Localizer
+from visionflow.models.pixels import with_pixel_input
 
 SIZE = 32
 CLASSES = ["circle", "square", "star"]
@@ -27,7 +28,7 @@ def saved(tmp_path_factory):
     family = Localizer(LocalizerConfig(), CLASSES)
     net, _ = family.build(BACKBONES.get("mobilenet_v2"), SIZE, 0.35, None)
     path = root / "model.keras"
-    family.inference_model(net).save(path)
+    with_pixel_input(family.inference_model(net), keras.applications.mobilenet_v2.preprocess_input).save(path)
     ModelCard("localizer", CLASSES, CATEGORY_IDS, "mobilenet_v2", SIZE, "stretch").write(card_path(path))
     rng = np.random.default_rng(0)
     images = root / "images"
@@ -44,10 +45,10 @@ def run_cli(capsys, *argv):
 
 
 def expected_box(model_path, image_path):
-    """The oracle: the model on the stretched, preprocessed image; its box decoded and scaled to the file."""
+    """The oracle: the model on the stretched image; its box decoded and scaled to the file."""
     image = Image.open(image_path).convert("RGB")
     x = np.asarray(image.resize((SIZE, SIZE), Image.Resampling.BILINEAR), np.float32)[None]
-    out = keras.saving.load_model(model_path).predict_on_batch(keras.applications.mobilenet_v2.preprocess_input(x))
+    out = keras.saving.load_model(model_path).predict_on_batch(x)
     x0, y0, x1, y1 = np.asarray(decode_sqrt_cxcywh(out["box"]))[0] * ([image.width, image.height] * 2)
     return [x0, y0, x1 - x0, y1 - y0], CLASSES[int(np.argmax(out["class"][0]))]
 

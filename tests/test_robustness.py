@@ -14,6 +14,7 @@ from visionflow.data.synthetic import SyntheticOptions, SyntheticShapes
 from visionflow.data.tfrecords import write_split_shards
 from visionflow.models.localizer.config import LocalizerConfig
 from visionflow.models.localizer.family import Localizer
+from visionflow.models.pixels import with_pixel_input
 from visionflow.robustness import outside_boxes, photo_background, report_rows, robustness_report
 
 SIZE = 64
@@ -53,14 +54,14 @@ def project(tmp_path_factory, photo_dir):
     data = model_dataset(root / "processed", "test", 24, keras.applications.mobilenet_v2.preprocess_input,
                          family.targets)
     model.fit(data.repeat(), steps_per_epoch=1, epochs=150, verbose=0)
-    return root, family, family.inference_model(model)
+    return root, family, with_pixel_input(family.inference_model(model), keras.applications.mobilenet_v2.preprocess_input)
 
 
 def report_for(project, **severities):
     root, family, model = project
     cfg = Config.model_validate({"evaluate": {"batch_size": 10},
                                  "robustness": {"photo_dir": str(root / "held_out"), **severities}})
-    return robustness_report(cfg, model, family, root / "processed", keras.applications.mobilenet_v2.preprocess_input)
+    return robustness_report(cfg, model, family, root / "processed")
 
 
 def test_corruptions_at_no_strength_score_exactly_the_clean_score(project):

@@ -8,6 +8,7 @@ import pytest
 from benchmarks.unseen_shapes import centred_box_iou, predict_independent, predict_split, score
 from tests.independent_shapes import CLASSES, Options, background, draw_image, generate, rng
 from visionflow.models.backbones import BackboneSpec
+from visionflow.models.pixels import with_pixel_input
 
 # --- the generator ----------------------------------------------------------------------------------------------
 
@@ -152,7 +153,7 @@ def train_localizer(processed: Path, root: Path, seed: int = SEED):
 
     train_two_phase(family, net, backbone, train_from, steps_per_epoch(num_train, config.batch_size), None,
                     root / "checkpoints", f"unseen-shapes-{seed}")
-    family.inference_model(net).save(root / "model.keras")
+    with_pixel_input(family.inference_model(net), SMALL.preprocess_input).save(root / "model.keras")
     return keras.saving.load_model(root / "model.keras"), family
 
 
@@ -160,7 +161,7 @@ def scores(model, family, processed: Path, root: Path, seed: int = SEED) -> dict
     """(a) the project's test split, (b) independent gradients, (c) independent photos: (Score, centred-box IoU)."""
     from visionflow.data.tfrecords import read_meta
 
-    meta, preprocess = read_meta(processed), SMALL.preprocess_input
+    meta, preprocess = read_meta(processed), lambda x: x  # the saved model reads raw pixels
     found = {"own": predict_split(model, family, processed, "test", preprocess)}
     for i, kind in enumerate(("gradient", "photo")):
         options = Options(image_size=SIZE, shape_size=INDEPENDENT_SIZES, background=kind, seed=seed + i)

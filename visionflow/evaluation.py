@@ -20,8 +20,7 @@ from visionflow.data.split import read_manifest
 from visionflow.layout import PROCESSED_DIR, RAW_DIR, SPLIT_DIR, model_file
 from visionflow.metrics.coco import CocoEvaluation, evaluate_coco, pr_curves
 from visionflow.metrics.detections import coco_results, ground_truth_subset, suppress
-from visionflow.models.backbones import BACKBONES
-from visionflow.models.family import ModelFamily
+from visionflow.models.family import ModelFamily, Reports
 from visionflow.models.fit import family_for
 
 PR_IOU = 0.5
@@ -40,8 +39,9 @@ class Evaluation:
     metrics: dict
     detections: list[dict]  # COCO results, original pixels
     ground_truth: dict  # COCO ground truth of the evaluated split
-    curves: dict[str, tuple[np.ndarray, np.ndarray]]  # class -> (recall, precision) at IoU 0.5
-    coco: CocoEvaluation  # its ``warnings`` say when detections cover fewer images than the ground truth
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]  # class -> (recall, precision) at IoU 0.5, or the family's
+    coco: CocoEvaluation | None  # its ``warnings`` say when detections cover fewer images than the ground truth
+    reports: Reports  # the family's own tables and figures
 
 
 def stack_batches(batches: list[dict]) -> dict[str, np.ndarray]:
@@ -49,10 +49,10 @@ def stack_batches(batches: list[dict]) -> dict[str, np.ndarray]:
     return {key: np.concatenate([np.asarray(batch[key]) for batch in batches]) for key in batches[0]}
 
 
-def predict_split(model, family: ModelFamily, preprocess_input, split: str, batch_size: int) -> SplitPredictions:
+def predict_split(model, family: ModelFamily, split: str, batch_size: int) -> SplitPredictions:
+    """The saved model (raw pixels in) on a split's images, as the pipeline fits them to its input."""
     outputs, targets, metas = [], [], []
-    for x, y, meta in model_dataset(PROCESSED_DIR, split, batch_size, preprocess_input, family.targets,
-                                    with_meta=True):
+    for x, y, meta in model_dataset(PROCESSED_DIR, split, batch_size, lambda x: x, family.targets, with_meta=True):
         outputs.append(model.predict_on_batch(x))
         targets.append(y)
         metas.append(meta)
@@ -64,20 +64,22 @@ def evaluate_model(cfg: Config, model: str, split: str = "test") -> Evaluation:
     raw = load_raw_dataset(RAW_DIR)
     family = family_for(cfg, model, raw.category_names)
     saved = keras.saving.load_model(model_file(model))
-    preds = predict_split(saved, family, BACKBONES.get(cfg.backbone.name).preprocess_input, split,
-                          cfg.evaluate.batch_size)
+    preds = predict_split(saved, family, split, cfg.evaluate.batch_size)
     sizes = {img["id"]: (img["width"], img["height"]) for img in raw.images}
     detections = coco_results(preds.image_ids, family.decode(preds.outputs), preds.windows, sizes,
                               [c["id"] for c in raw.categories])
     nms = cfg.evaluate.nms
     detections = suppress(detections, nms.iou_threshold, nms.score_threshold)
     truth = ground_truth_subset(raw.as_coco(), read_manifest(SPLIT_DIR, split))
-    coco = evaluate_coco(truth, detections)
     metrics = family.metrics(preds.outputs, preds.targets, cfg.evaluate.iou_thresholds)
+    reports = family.reports(preds.outputs, preds.targets)
+    if not family.localizes:  # whole-image detections: no boxes to score
+        return Evaluation(metrics, detections, truth, reports.curves, None, reports)
+    coco = evaluate_coco(truth, detections)
     metrics.update({f"coco_{k}": v for k, v in coco.stats.items()})
     curves = pr_curves(coco, raw.category_names, PR_IOU)
     metrics["per_class_AP50"] = {name: float(p.mean()) for name, (_, p) in curves.items()}
-    return Evaluation(metrics, detections, truth, curves, coco)
+    return Evaluation(metrics, detections, truth, curves, coco, reports)
 
 
 def sample_figure(raw_root: Path, truth: dict, detections: list[dict], count: int = 16):

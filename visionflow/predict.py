@@ -3,8 +3,8 @@
 The model is a ``.keras`` file with its model card beside it (``model.json``, see
 :mod:`visionflow.models.card`) or an MLflow model URI (``runs:/…``, ``models:/name@alias``),
 whose card is the logged model's metadata. Each image is fitted to the model's input as
-in training (stretched or letterboxed), the backbone's ``preprocess_input`` is applied,
-and the family decodes the outputs; boxes are then moved back to the original image.
+in training (stretched or letterboxed), and the saved model (which reads raw pixels) runs; the family decodes its outputs, and the
+boxes move back to the original image.
 """
 
 from __future__ import annotations
@@ -96,18 +96,17 @@ def model_input(pixels: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.nda
 def predict_files(loaded: LoadedModel, files: list[str], batch_size: int = 16) -> list[dict]:
     """COCO results for ``files`` (``image_id`` numbers them from 1), with ``category_name`` and ``file_name``."""
     from visionflow.metrics.detections import coco_results
-    from visionflow.models.backbones import BACKBONES
     from visionflow.models.family import FAMILIES
 
     card = loaded.card
-    family = FAMILIES.get(card.family)(None, card.classes)
-    preprocess = BACKBONES.get(card.backbone).preprocess_input
+    family_class = FAMILIES.get(card.family)
+    family = family_class(family_class.Config(), card.classes)
     results = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         pixels = [read_rgb(f) for f in chunk]
         inputs, windows = zip(*(model_input(p, card) for p in pixels))
-        outputs = loaded.keras_model.predict_on_batch(preprocess(np.stack(inputs)))
+        outputs = loaded.keras_model.predict_on_batch(np.stack(inputs))
         ids = np.arange(start + 1, start + len(chunk) + 1)
         sizes = {int(i): (p.shape[1], p.shape[0]) for i, p in zip(ids, pixels)}
         results += coco_results(ids, family.decode(outputs), np.stack(windows), sizes, card.category_ids)

@@ -68,8 +68,8 @@ class TestBatches:
     def __init__(self, processed_dir: Path, family: ModelFamily, batch_size: int, rcfg: RobustnessConfig):
         from visionflow.data.pipeline import model_dataset
 
-        def targets(boxes, labels, valid):
-            return {"family": family.targets(boxes, labels, valid), "boxes": boxes, "valid": valid}
+        def targets(boxes, labels, valid, image_labels):
+            return {"family": family.targets(boxes, labels, valid, image_labels), "boxes": boxes, "valid": valid}
 
         self.dataset = model_dataset(processed_dir, "test", batch_size, lambda x: x, targets)
         self.photos = load_photos(Path(rcfg.photo_dir), "robustness.photo_dir")
@@ -98,7 +98,7 @@ class TestBatches:
         return self._backdrops[step]
 
 
-def _score(model, family: ModelFamily, batches: TestBatches, preprocess_input, iou_thresholds, corruption=None):
+def _score(model, family: ModelFamily, batches: TestBatches, iou_thresholds, corruption=None):
     from visionflow.evaluation import stack_batches
 
     outputs, targets = [], []
@@ -106,17 +106,19 @@ def _score(model, family: ModelFamily, batches: TestBatches, preprocess_input, i
         if corruption is not None:
             backdrops = batches.backdrops(step, images) if corruption[0] == "photo_background" else None
             images = corrupt(*corruption, images, extra["boxes"], extra["valid"], backdrops, batches.noise_seed(step))
-        outputs.append(model.predict_on_batch(preprocess_input(images)))
+        outputs.append(model.predict_on_batch(images))
         targets.append(extra["family"])
     metrics = family.metrics(stack_batches(outputs), stack_batches(targets), iou_thresholds)
     return float(metrics[family.headline_metric])
 
 
-def robustness_report(cfg: Config, model, family: ModelFamily, processed_dir: Path, preprocess_input) -> dict:
-    """``{"metric", "clean", "corruptions": {name: {severity_index: {"value", "relative"}}}, "mean_relative"}``."""
+def robustness_report(cfg: Config, model, family: ModelFamily, processed_dir: Path) -> dict:
+    """``{"metric", "clean", "corruptions": {name: {severity_index: {"value", "relative"}}}, "mean_relative"}``.
+
+    ``model`` is a saved model: it reads raw pixels, so the corruptions work on what a camera gives.
+    """
     batches = TestBatches(processed_dir, family, cfg.evaluate.batch_size, cfg.robustness)
-    score = lambda corruption=None: _score(model, family, batches, preprocess_input,  # noqa: E731
-                                           cfg.evaluate.iou_thresholds, corruption)
+    score = lambda corruption=None: _score(model, family, batches, cfg.evaluate.iou_thresholds, corruption)  # noqa: E731
     clean = score()
     report: dict = {"metric": family.headline_metric, "clean": clean, "corruptions": {}}
     for name, severities in cfg.robustness.corruptions.items():

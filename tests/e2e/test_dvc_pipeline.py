@@ -12,7 +12,7 @@ from tests.project import make_project, run
 pytestmark = pytest.mark.e2e
 
 STAGES = ["photos", "ingest", "split", "preprocess", "anchors", "backbone", "train@localizer", "evaluate@localizer",
-          "robustness@localizer"]
+          "robustness@localizer", "train@classifier", "evaluate@classifier", "robustness@classifier"]
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,23 @@ def test_evaluation_writes_coco_metrics_pr_curves_and_predictions_beside_their_g
     assert sorted(img["id"] for img in json.loads(truth.read_text())["images"]) == sorted(test_ids)
     again = run(["visionflow", "evaluate-coco", "--gt", str(truth), "--dt", str(root / "reports/localizer/test_predictions.json")], root)
     assert json.loads(again.stdout)["AP"] == pytest.approx(metrics["coco_AP"]) and "warning" not in again.stderr
+
+
+def test_the_classifier_is_scored_as_a_classifier_with_its_plots(project, runs):
+    root, _ = project
+    metrics = json.loads((root / "metrics/classifier/test.json").read_text())
+    for key in ("accuracy", "top_3_accuracy", "macro_f1", "ece", "per_class"):
+        assert key in metrics
+    assert "coco_AP" not in metrics  # whole-image detections have no boxes to score
+    confusion = json.loads((root / "reports/classifier/confusion.json").read_text())
+    assert len(confusion) == metrics["num_examples"] and set(confusion[0]) == {"actual", "predicted"}
+    assert sorted(p.stem for p in (root / "plots/classifier/precision_recall").glob("*.csv"))  # one vs the rest
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], root).stdout)["data"]
+    assert '"actual": ' in json.dumps(shown["classifier confusion matrix (test)"])  # drawn from the rows
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs["evaluate@classifier"].info.run_id, "figures")}
+    assert {"figures/confusion_matrix.png", "figures/reliability.png"} <= artifacts
+    robustness = json.loads((root / "metrics/classifier/robustness.json").read_text())
+    assert robustness["metric"] == "accuracy"
 
 
 def test_predict_on_the_test_images_gives_the_evaluations_detections(project):

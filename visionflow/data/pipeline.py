@@ -1,6 +1,6 @@
 """The generic ``tf.data`` pipeline: shards -> padded batches -> model inputs and a family's targets.
 
-A family only says what its targets are (``targets(boxes, labels, valid)``); the
+A family only says what its targets are (``targets(boxes, labels, valid, image_labels)``); the
 pipeline reads and decodes the shards, caches, shuffles, batches, augments, runs the
 backbone's ``preprocess_input`` and calls that function, all the per-pixel work in one
 XLA-compiled function that may use every core (``tf.data`` otherwise runs each op on
@@ -22,16 +22,18 @@ from typing import Callable
 from visionflow.data.tfrecords import parse_example, split_files
 
 SHUFFLE_BUFFER = 2048
-PADDED_KEYS = ("image", "image_id", "boxes", "labels", "window")
+PADDED_KEYS = ("image", "image_id", "boxes", "labels", "window", "image_labels")
 
 
 def padded_batches(ds, batch_size: int):
-    """Batch parsed examples, padding ``boxes`` with zeros and ``labels`` with -1 (which marks padding)."""
+    """Batch parsed examples, padding ``boxes`` with zeros and the labels with -1 (which marks padding)."""
     import tensorflow as tf
 
-    shapes = {"image": [None, None, 3], "image_id": [], "boxes": [None, 4], "labels": [None], "window": [4]}
+    shapes = {"image": [None, None, 3], "image_id": [], "boxes": [None, 4], "labels": [None], "window": [4],
+              "image_labels": [None]}
     values = {"image": tf.constant(0, tf.uint8), "image_id": tf.constant(0, tf.int64),
-              "boxes": tf.constant(0.0), "labels": tf.constant(-1, tf.int64), "window": tf.constant(0.0)}
+              "boxes": tf.constant(0.0), "labels": tf.constant(-1, tf.int64), "window": tf.constant(0.0),
+              "image_labels": tf.constant(-1, tf.int64)}
     return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
 
 
@@ -44,7 +46,7 @@ def model_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_i
                   num_examples: int | None = None, with_meta: bool = False, cache: bool = True):
     """``tf.data`` of (preprocessed images, targets) batches, or (images, targets, meta) ``with_meta``.
 
-    ``targets`` is a family's ``targets(boxes_xyxy_norm, labels, valid)``; ``augment`` an
+    ``targets`` is a family's ``targets(boxes_xyxy_norm, labels, valid, image_labels)``; ``augment`` an
     :class:`~visionflow.data.augment_config.AugmentConfig` (training only, None: off);
     ``meta`` holds each image's ``image_id`` and ``window`` (where the image sits in the
     model input). Training batches repeat without end from ``start_epoch`` (which needs
@@ -86,7 +88,7 @@ def _inputs_and_targets(preprocess_input: Callable, targets: Callable, augment, 
         if augment_batch is not None:
             images, boxes, valid = augment_batch(images, boxes, valid, augment, tf.stack([tf.cast(seed, tf.int64), step]))
         labels = tf.where(valid, batch["labels"], -1)
-        return preprocess_input(tf.cast(images, tf.float32)), targets(boxes, labels, valid)
+        return preprocess_input(tf.cast(images, tf.float32)), targets(boxes, labels, valid, batch["image_labels"])
 
     return to_model
 

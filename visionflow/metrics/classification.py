@@ -178,3 +178,26 @@ def classification_metrics(
         for i, name in enumerate(names)
     }
     return result
+
+
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's 101 recall thresholds
+
+
+def one_vs_rest_pr_curves(labels, probs, class_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per class, images ranked by its probability: ``{name: (recall (101,), precision (101,))}``.
+
+    Precision is interpolated as COCO does (the highest precision at any recall at least
+    as high), at its 101 recall thresholds; 0 where the recall is never reached.
+    """
+    labels, probs = check_predictions(labels, probs)
+    names = check_class_names(class_names, probs.shape[1])
+    curves = {}
+    for c, name in enumerate(names):
+        order = np.argsort(-probs[:, c], kind="stable")
+        hits = (labels[order] == c).astype(float)
+        tp = np.cumsum(hits)
+        recall = safe_divide(tp, np.full_like(tp, hits.sum()))
+        precision = np.maximum.accumulate((tp / np.arange(1, len(tp) + 1))[::-1])[::-1]
+        where = np.searchsorted(recall, RECALL_POINTS, side="left")
+        curves[name] = (RECALL_POINTS, np.where(where < len(precision), precision[np.minimum(where, len(precision) - 1)], 0.0))
+    return curves

@@ -15,7 +15,7 @@ A family's module must import without TensorFlow (its ``Config`` is read when
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,12 +33,27 @@ class Detections:
     scores: np.ndarray
 
 
+@dataclass
+class Reports:
+    """What a family's evaluation adds to its metrics.
+
+    ``curves``: class -> (recall, precision), for ``dvc plots``; ``tables``: name -> rows
+    (dicts), written as ``reports/<family>/<name>.json``; ``figures``: name -> matplotlib
+    figure, logged to MLflow.
+    """
+
+    curves: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
+
+
 class ModelFamily(ABC):
     """One kind of model on a backbone, trained by the generic two-phase trainer."""
 
     name: ClassVar[str]
     Config: ClassVar[type[TrainConfig]]  # its section ``train.<name>`` of params.yaml
     headline_metric: ClassVar[str]  # the test metric that says how good a model is
+    localizes: ClassVar[bool] = True  # its detections have boxes, scored with COCO AP against the ground truth
 
     def __init__(self, config: TrainConfig, classes: list[str]):
         self.config = config
@@ -49,10 +64,12 @@ class ModelFamily(ABC):
         """``(model, backbone)``: the model to train and the backbone inside it (to freeze and unfreeze)."""
 
     @abstractmethod
-    def targets(self, boxes_xyxy_norm, labels, valid) -> dict[str, Any]:
+    def targets(self, boxes_xyxy_norm, labels, valid, image_labels) -> dict[str, Any]:
         """The training targets of a batch (TensorFlow, inside the pipeline's compiled function).
 
-        ``boxes_xyxy_norm`` (B, N, 4) and ``labels`` (B, N) are padded; ``valid`` (B, N) marks real objects.
+        ``boxes_xyxy_norm`` (B, N, 4) and ``labels`` (B, N) are padded; ``valid`` (B, N) marks real
+        objects. ``image_labels`` (B, M), padded with -1, is the class of every annotation of an
+        image, boxed or not: all that label-only data (a folder per class) has.
         """
 
     @abstractmethod
@@ -72,6 +89,11 @@ class ModelFamily(ABC):
                 iou_thresholds: tuple[float, ...]) -> dict[str, float]:
         """The family's own test metrics from the saved model's outputs and the targets, whole split."""
 
+    def reports(self, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> Reports:
+        """Curves, tables and figures of its own; a family that localizes gets COCO's PR curves without them."""
+        return Reports()
+
 
 FAMILIES: Registry[type[ModelFamily]] = Registry(
-    "families", lazy={"localizer": "visionflow.models.localizer.family:Localizer"})
+    "families", lazy={"localizer": "visionflow.models.localizer.family:Localizer",
+                      "classifier": "visionflow.models.classifier.family:Classifier"})

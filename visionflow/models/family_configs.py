@@ -12,7 +12,8 @@ from importlib.metadata import entry_points
 
 from visionflow.registry import RegistryError, load_object
 
-BUILTIN = {"localizer": "visionflow.models.localizer.config:LocalizerConfig"}
+BUILTIN = {"localizer": "visionflow.models.localizer.config:LocalizerConfig",
+           "classifier": "visionflow.models.classifier.config:ClassifierConfig"}
 GROUP = "visionflow.families"
 
 

@@ -17,15 +17,16 @@ from visionflow.io import atomic_path, write_csv
 from visionflow.layout import BACKBONE_WEIGHTS, CHECKPOINT_DIR, PROCESSED_DIR
 from visionflow.models.backbones import BACKBONES
 from visionflow.models.family import FAMILIES, ModelFamily
+from visionflow.models.pixels import with_pixel_input
 from visionflow.training import train_two_phase
 
 
 @dataclass
 class Trained:
     family: ModelFamily
-    served: keras.Model  # what is saved: plain Keras
+    served: keras.Model  # what is saved: plain Keras, reading raw RGB pixels
     history: list[dict]  # one row per epoch, both phases
-    sample: object  # a batch of model inputs, for a signature
+    sample: object  # a batch of raw pixel inputs, for a signature
 
 
 def family_for(cfg: Config, model: str, classes: list[str]) -> ModelFamily:
@@ -49,8 +50,9 @@ def fit_family(cfg: Config, model: str, meta: dict, fingerprint: str, callbacks_
              if meta["num_examples"]["valid"] else None)
     history = train_two_phase(family, net, backbone, train_from, steps_per_epoch(num_train, tcfg.batch_size), valid,
                               CHECKPOINT_DIR / model, fingerprint, callbacks_for_phase)
-    sample = next(iter(valid if valid is not None else train_from(0)))[0][:2].numpy()  # for the signature
-    return Trained(family, family.inference_model(net), history, sample)
+    split = "valid" if meta["num_examples"]["valid"] else "train"
+    sample = next(iter(model_dataset(PROCESSED_DIR, split, 2, lambda x: x, family.targets)))[0].numpy()
+    return Trained(family, with_pixel_input(family.inference_model(net), spec.preprocess_input), history, sample)
 
 
 def save_model(model: keras.Model, path: Path) -> None:

@@ -26,7 +26,7 @@ class Localizer(ModelFamily):
         return build_localizer(backbone_spec, image_size, len(self.classes), width, backbone_weights, c.class_head,
                                c.box_head, c.class_gradient)
 
-    def targets(self, boxes_xyxy_norm, labels, valid):
+    def targets(self, boxes_xyxy_norm, labels, valid, image_labels=None):
         """The first object's class and encoded box."""
         from visionflow.models.localizer.encoding import encode_sqrt_cxcywh
 
