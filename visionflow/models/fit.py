@@ -33,12 +33,17 @@ def family_for(cfg: Config, model: str, classes: list[str]) -> ModelFamily:
     return FAMILIES.get(model)(cfg.family_config(model), classes)
 
 
-def fit_family(cfg: Config, model: str, meta: dict, fingerprint: str, callbacks_for_phase=lambda phase: []) -> Trained:
-    """Train ``model`` (a family name) on the processed data; resumes a run with the same ``fingerprint``."""
+def fit_family(cfg: Config, model: str, meta: dict, fingerprint: str, callbacks_for_phase=lambda phase: [],
+               backbone_weights: Path | None = BACKBONE_WEIGHTS, checkpoint_dir: Path | None = None) -> Trained:
+    """Train ``model`` (a family name) on the processed data; resumes a run with the same ``fingerprint``.
+
+    ``backbone_weights`` None starts the backbone from random weights (to measure what transfer gives).
+    """
     family = family_for(cfg, model, meta["classes"])
     tcfg, spec = family.config, BACKBONES.get(cfg.backbone.name)
     keras.utils.set_random_seed(tcfg.seed)
-    net, backbone = family.build(spec, meta["image_size"], cfg.backbone.width, str(BACKBONE_WEIGHTS))
+    net, backbone = family.build(spec, meta["image_size"], cfg.backbone.width,
+                                 str(backbone_weights) if backbone_weights else None)
     num_train = meta["num_examples"]["train"]
 
     def train_from(epoch: int):
@@ -49,7 +54,7 @@ def fit_family(cfg: Config, model: str, meta: dict, fingerprint: str, callbacks_
     valid = (model_dataset(PROCESSED_DIR, "valid", tcfg.batch_size, spec.preprocess_input, family.targets)
              if meta["num_examples"]["valid"] else None)
     history = train_two_phase(family, net, backbone, train_from, steps_per_epoch(num_train, tcfg.batch_size), valid,
-                              CHECKPOINT_DIR / model, fingerprint, callbacks_for_phase)
+                              checkpoint_dir or CHECKPOINT_DIR / model, fingerprint, callbacks_for_phase)
     split = "valid" if meta["num_examples"]["valid"] else "train"
     sample = next(iter(model_dataset(PROCESSED_DIR, split, 2, lambda x: x, family.targets)))[0].numpy()
     return Trained(family, with_pixel_input(family.inference_model(net), spec.preprocess_input), history, sample)
