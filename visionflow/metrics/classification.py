@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from visionflow.metrics.coco import Params, interpolated_precision
+
 PROB_SUM_TOLERANCE = 1e-2  # loose enough for float16 softmax rows; logits miss it by far
 
 
@@ -180,8 +182,6 @@ def classification_metrics(
     return result
 
 
-RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's 101 recall thresholds
-
 
 def one_vs_rest_pr_curves(labels, probs, class_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per class, images ranked by its probability: ``{name: (recall (101,), precision (101,))}``.
@@ -191,13 +191,11 @@ def one_vs_rest_pr_curves(labels, probs, class_names: Sequence[str]) -> dict[str
     """
     labels, probs = check_predictions(labels, probs)
     names = check_class_names(class_names, probs.shape[1])
+    thresholds = Params().recall_thresholds
     curves = {}
     for c, name in enumerate(names):
-        order = np.argsort(-probs[:, c], kind="stable")
-        hits = (labels[order] == c).astype(float)
+        hits = (labels[np.argsort(-probs[:, c], kind="stable")] == c).astype(float)
         tp = np.cumsum(hits)
         recall = safe_divide(tp, np.full_like(tp, hits.sum()))
-        precision = np.maximum.accumulate((tp / np.arange(1, len(tp) + 1))[::-1])[::-1]
-        where = np.searchsorted(recall, RECALL_POINTS, side="left")
-        curves[name] = (RECALL_POINTS, np.where(where < len(precision), precision[np.minimum(where, len(precision) - 1)], 0.0))
+        curves[name] = (thresholds, interpolated_precision(recall, tp / np.arange(1, len(tp) + 1), thresholds))
     return curves

@@ -299,6 +299,15 @@ class Accumulated:
     recall: np.ndarray  # (T, K, A, M)
 
 
+def interpolated_precision(recall: np.ndarray, precision: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Precision at each recall threshold, as COCO interpolates it: the highest precision at any
+    recall at least as high; 0 past the last recall reached. ``recall`` and ``precision`` (D,)
+    follow the ranked detections; D must be at least 1."""
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    idx = np.searchsorted(recall, thresholds, side="left")
+    return np.where(idx < len(recall), envelope[np.minimum(idx, len(recall) - 1)], 0)
+
+
 def accumulate(result: MatchResult, params: Params = Params()) -> Accumulated:
     """Precision at each recall threshold and final recall, as ``COCOeval.accumulate``."""
     T, R = len(params.iou_thresholds), len(params.recall_thresholds)
@@ -328,11 +337,8 @@ def accumulate(result: MatchResult, params: Params = Params()) -> Accumulated:
                     continue
                 rc = tp / npig
                 pr = tp / (fp + tp + np.spacing(1))
-                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
                 for t in range(T):
-                    idx = np.searchsorted(rc[t], params.recall_thresholds, side="left")
-                    inside = idx < nd
-                    precision[t, :, k, a, m] = np.where(inside, pr[t, np.minimum(idx, nd - 1)], 0)
+                    precision[t, :, k, a, m] = interpolated_precision(rc[t], pr[t], params.recall_thresholds)
     return Accumulated(precision, recall)
 
 
