@@ -24,7 +24,7 @@ class Classifier(ModelFamily):
         return build_classifier(backbone_spec, image_size, len(self.classes), width, backbone_weights,
                                 self.config.pooling)
 
-    def targets(self, boxes_xyxy_norm, labels, valid, image_labels=None):
+    def targets(self, boxes_xyxy_norm, labels, valid, image_labels):
         return {"class": image_labels[:, 0]}
 
     def compile(self, model, optimizer) -> None:
