@@ -34,7 +34,23 @@ def padded_batches(ds, batch_size: int):
     values = {"image": tf.constant(0, tf.uint8), "image_id": tf.constant(0, tf.int64),
               "boxes": tf.constant(0.0), "labels": tf.constant(-1, tf.int64), "window": tf.constant(0.0),
               "image_labels": tf.constant(-1, tf.int64)}
-    return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values)
+    return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=values).map(_pad_to_power_of_two)
+
+
+def _pad_to_power_of_two(batch):
+    """Pad the boxes and labels of a batch on to a power of two: the compiled function sees a few shapes, not one
+    per number of objects (each new shape costs a compile)."""
+    import tensorflow as tf
+
+    def pad(values, fill):
+        n = tf.shape(values)[1]
+        bucket = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), tf.float32)) / tf.math.log(2.0)),
+                         tf.int32)
+        paddings = tf.concat([[[0, 0], [0, bucket - n]], tf.zeros([tf.rank(values) - 2, 2], tf.int32)], axis=0)
+        return tf.pad(values, paddings, constant_values=fill)
+
+    return {**batch, "boxes": pad(batch["boxes"], 0.0), "labels": pad(batch["labels"], tf.constant(-1, tf.int64)),
+            "image_labels": pad(batch["image_labels"], tf.constant(-1, tf.int64))}
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -43,14 +59,17 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 def model_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_input: Callable,
                   targets: Callable, training: bool = False, augment=None, seed: int = 0, start_epoch: int = 0,
-                  num_examples: int | None = None, with_meta: bool = False, cache: bool = True):
+                  num_examples: int | None = None, with_meta: bool = False, cache: bool = True,
+                  input_sizes: tuple[int, ...] = (), size_every: int = 1):
     """``tf.data`` of (preprocessed images, targets) batches, or (images, targets, meta) ``with_meta``.
 
     ``targets`` is a family's ``targets(boxes_xyxy_norm, labels, valid, image_labels)``; ``augment`` an
     :class:`~visionflow.data.augment_config.AugmentConfig` (training only, None: off);
     ``meta`` holds each image's ``image_id`` and ``window`` (where the image sits in the
     model input). Training batches repeat without end from ``start_epoch`` (which needs
-    ``num_examples`` of the split): fit them with ``steps_per_epoch``.
+    ``num_examples`` of the split): fit them with ``steps_per_epoch``. With ``input_sizes``
+    (multi-scale training), every ``size_every`` batches draw one of those sizes, seeded,
+    and the batch's images are resized to it; targets in normalised coordinates stay as they are.
     """
     import tensorflow as tf
 
@@ -71,6 +90,9 @@ def model_dataset(processed_dir: Path, split: str, batch_size: int, preprocess_i
     to_model = _inputs_and_targets(preprocess_input, targets, augment if training else None, seed)
     ds = ds.map(lambda step, batch: _select(to_model(step, batch), batch, with_meta),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # in order: an epoch is reproducible
+    if training and input_sizes:
+        ds = ds.enumerate().map(_multi_scale(input_sizes, size_every, seed, skip),
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
@@ -91,6 +113,22 @@ def _inputs_and_targets(preprocess_input: Callable, targets: Callable, augment, 
         return preprocess_input(tf.cast(images, tf.float32)), targets(boxes, labels, valid, batch["image_labels"])
 
     return to_model
+
+
+def _multi_scale(sizes: tuple[int, ...], every: int, seed: int, first_step: int):
+    """(k, (images, targets...)) -> the same with the images resized to the size drawn for batch ``first_step + k``."""
+    import tensorflow as tf
+
+    table = tf.constant(sizes, tf.int32)
+
+    def resize(k, element):
+        group = (k + first_step) // every
+        pick = tf.random.stateless_uniform([], tf.stack([tf.cast(seed, tf.int64), group]), maxval=len(sizes),
+                                           dtype=tf.int32)
+        size = table[pick]
+        return (tf.image.resize(element[0], tf.stack([size, size])), *element[1:])
+
+    return resize
 
 
 def _select(inputs_targets, batch, with_meta: bool):
