@@ -15,7 +15,7 @@ ingest and preprocess functions (resize to the model's input, JPEG, window) and 
 ``tf.data`` pipeline as (a), so the three differ only in how the shapes were drawn.
 
     python benchmarks/unseen_shapes.py [--model models/localizer/model.keras] [--images 500]
-                                       [--processed data/processed] [--image-size PX] [--shape-size MIN MAX]
+                                       [--processed data/shapes/processed] [--image-size PX] [--shape-size MIN MAX]
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("models/localizer/model.keras"))
     parser.add_argument("--images", type=int, default=500, help="independent images per background kind")
-    parser.add_argument("--processed", type=Path, default=Path("data/processed"),
+    parser.add_argument("--processed", type=Path, default=Path("data/shapes/processed"),
                         help="the processed data the model was trained on: its test split is the baseline")
     parser.add_argument("--image-size", type=int, help="side of the independent images, px (default: the "
                         "synthetic source's in params.yaml, else 128)")
@@ -189,14 +189,14 @@ def main() -> None:
 
 def load_scoring(model_path: Path, processed: Path):
     """``(config, processed meta, saved model, family, preprocess_input)``: the saved localizer reads raw pixels."""
-    import keras
 
     from visionflow.config import load_config
     from visionflow.data.tfrecords import read_meta
     from visionflow.models.fit import family_for
+    from visionflow.models.saved import load_saved_model
 
     cfg, meta = load_config(), read_meta(processed)
-    model = keras.saving.load_model(model_path)
+    model = load_saved_model(model_path)
     size = int(model.inputs[0].shape[1])
     if size != meta["image_size"]:
         raise SystemExit(f"{model_path} reads {size} px images but {processed} holds {meta['image_size']} px ones")
@@ -207,7 +207,8 @@ def load_scoring(model_path: Path, processed: Path):
 
 def drawn_sizes(cfg, image_size: int | None, shape_size: tuple[float, float] | None):
     """The independent images' side and shape sizes: as given, else as params.yaml's synthetic source draws them."""
-    synthetic = (cfg.ingest.model_extra or {}).get("synthetic") or {}
+    ingest = cfg.dataset(cfg.family_config("localizer").dataset).ingest
+    synthetic = (ingest.model_extra or {}).get("synthetic") or {}
     side = image_size or synthetic.get("image_size", Options.image_size)
     low = synthetic.get("min_object_size", Options.shape_size[0])
     high = min(synthetic.get("max_object_size", Options.shape_size[1]), side - 2 * MARGIN)

@@ -1,4 +1,4 @@
-"""Stage ``anchors``: anchor boxes for detection, by k-means over the training split's box sizes."""
+"""Stage ``anchors@<dataset>``: anchor boxes for detection, by k-means over the training split's box sizes."""
 
 import mlflow
 
@@ -8,16 +8,17 @@ from visionflow.config import Config
 from visionflow.data.coco_layout import load_raw_dataset
 from visionflow.data.split import read_manifest
 from visionflow.io import write_json
-from visionflow.layout import ANCHORS_FILE, DATA_METRICS_DIR, RAW_DIR, SPLIT_DIR
+from visionflow.layout import anchors_file, data_metrics, raw_dir, split_dir
 from visionflow.tracking import stage_run
 
 
-def run(cfg: Config) -> None:
-    raw, train_ids = load_raw_dataset(RAW_DIR), read_manifest(SPLIT_DIR, "train")
-    with stage_run("anchors", cfg.tracking.experiment, {"anchors": cfg.anchors.model_dump()}, dvc_tags("anchors")):
-        anchors, metrics = anchors_for_split(raw, train_ids, cfg.anchors.num_anchors, cfg.anchors.seed)
-        write_json(ANCHORS_FILE, anchors)
-        write_json(DATA_METRICS_DIR / "anchors.json", metrics)
+def run(cfg: Config, dataset: str) -> None:
+    stage, anchors = f"anchors@{dataset}", cfg.dataset(dataset).anchors
+    raw, train_ids = load_raw_dataset(raw_dir(dataset)), read_manifest(split_dir(dataset), "train")
+    with stage_run(stage, cfg.tracking.experiment, {"anchors": anchors.model_dump()}, dvc_tags(stage)):
+        sizes, metrics = anchors_for_split(raw, train_ids, anchors.num_anchors, anchors.seed)
+        write_json(anchors_file(dataset), sizes)
+        write_json(data_metrics(dataset, "anchors"), metrics)
         mlflow.log_metrics({f"anchors_{k}": v for k, v in metrics.items()})
 
 

@@ -6,13 +6,13 @@ from tasks._entry import dvc_tags, main
 from visionflow.config import Config
 from visionflow.data.tfrecords import read_meta
 from visionflow.io import atomic_path, write_json
-from visionflow.layout import BACKBONE_WEIGHTS, METRICS_DIR, PROCESSED_DIR
+from visionflow.layout import BACKBONE_WEIGHTS, METRICS_DIR, processed_dir
 from visionflow.models.initial import initial_backbone
 from visionflow.tracking import keras_callback, stage_run
 
 
 def run(cfg: Config) -> None:
-    meta = read_meta(PROCESSED_DIR)
+    meta = read_meta(processed_dir(cfg.backbone.pretrain.dataset))
     with stage_run("backbone", cfg.tracking.experiment, {"backbone": cfg.backbone.model_dump()}, dvc_tags("backbone")):
         made = initial_backbone(cfg, meta["image_size"], len(meta["classes"]), [keras_callback("pretrain")])
         if made.warning:

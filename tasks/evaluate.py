@@ -14,7 +14,7 @@ from visionflow.config import Config
 from visionflow.evaluation import PR_IOU, evaluate_model, sample_figure
 from visionflow.figures import pr_curve_figure
 from visionflow.io import atomic_dir, write_csv, write_json
-from visionflow.layout import RAW_DIR, model_metrics, model_plots, model_reports
+from visionflow.layout import model_metrics, model_plots, model_reports, raw_dir
 from visionflow.tracking import stage_run
 
 
@@ -43,7 +43,7 @@ def run(cfg: Config, model: str) -> None:
         mlflow.log_figure(pr_curve_figure(result.curves, title), "figures/pr_curves.png")
         for name, figure in result.reports.figures.items():
             mlflow.log_figure(figure, f"figures/{name}.png")
-        mlflow.log_image(sample_figure(RAW_DIR, result.ground_truth, result.detections), "figures/test_predictions.png")
+        mlflow.log_image(sample_figure(raw_dir(cfg.family_config(model).dataset), result.ground_truth, result.detections), "figures/test_predictions.png")
 
 
 if __name__ == "__main__":

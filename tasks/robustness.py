@@ -6,7 +6,6 @@ metric and its ratio to the clean score, and the mean ratio) and
 for ``dvc plots``), and logs both, with a figure, to the stage's MLflow run.
 """
 
-import keras
 import mlflow
 
 from tasks._entry import dvc_tags, main
@@ -14,8 +13,9 @@ from visionflow.config import Config
 from visionflow.data.tfrecords import read_meta
 from visionflow.figures import robustness_figure
 from visionflow.io import write_csv, write_json
-from visionflow.layout import PROCESSED_DIR, model_file, model_metrics, model_plots
+from visionflow.layout import model_file, model_metrics, model_plots, processed_dir
 from visionflow.models.fit import family_for
+from visionflow.models.saved import load_saved_model
 from visionflow.robustness import report_rows, robustness_report
 from visionflow.tracking import stage_run
 
@@ -23,9 +23,10 @@ from visionflow.tracking import stage_run
 def run(cfg: Config, model: str) -> None:
     stage = f"robustness@{model}"
     with stage_run(stage, cfg.tracking.experiment, {"robustness": cfg.robustness.model_dump()}, dvc_tags(stage)):
-        family = family_for(cfg, model, read_meta(PROCESSED_DIR)["classes"])
-        saved = keras.saving.load_model(model_file(model))
-        report = robustness_report(cfg, saved, family, PROCESSED_DIR)
+        processed = processed_dir(cfg.family_config(model).dataset)
+        family = family_for(cfg, model, read_meta(processed)["classes"])
+        saved = load_saved_model(model_file(model))
+        report = robustness_report(cfg, saved, family, processed)
         write_json(model_metrics(model, "robustness"), report)
         write_csv(model_plots(model) / "robustness.csv", *report_rows(report))
         print(f"{model}: {report['metric']} clean {report['clean']:.4f}, "

@@ -8,14 +8,14 @@ from tasks._entry import dvc_tags, main
 from visionflow.config import Config
 from visionflow.data.tfrecords import read_meta
 from visionflow.io import write_json
-from visionflow.layout import CHECKPOINT_DIR, PROCESSED_DIR, model_file, model_metrics, model_plots
+from visionflow.layout import CHECKPOINT_DIR, model_file, model_metrics, model_plots, processed_dir
 from visionflow.models.card import ModelCard, card_path
 from visionflow.models.fit import fit_family, save_model, write_history_csv
 from visionflow.tracking import keras_callback, log_keras_model, stage_run
 
 
 def run(cfg: Config, model: str) -> None:
-    stage, meta = f"train@{model}", read_meta(PROCESSED_DIR)
+    stage, meta = f"train@{model}", read_meta(processed_dir(cfg.family_config(model).dataset))
     tags = dvc_tags(stage)
     params = {"train": {model: cfg.family_config(model).model_dump(by_alias=True)}, "backbone": cfg.backbone.model_dump()}
     with stage_run(stage, cfg.tracking.experiment, params, tags):

@@ -17,10 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = {
     "ingest": {"synthetic": {"num_images": 80, "image_size": 64, "min_object_size": 10, "max_object_size": 32}},
     "preprocess": {"image_size": 64, "num_shards": 2},
+    "datasets": {"scenes": {"ingest": {"synthetic": {"num_images": 80, "max_object_size": 32}}}},
     "backbone": {"name": "mobilenet_v2", "width": 0.35, "init": "none",  # pretraining: tests/test_pretrain.py
                  "pretrain": {"epochs": 1, "batch_size": 16}},
     "train": {"localizer": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}},
-              "classifier": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}}},
+              "classifier": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}},
+              "detector": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}, "input_sizes": [64],
+                           "neck_channels": 16}},
 }
 
 

@@ -17,7 +17,7 @@ def test_shipped_params_are_valid():
     cfg = load_config(PARAMS)
     assert cfg.ingest.source == "synthetic"
     assert cfg.split.fractions.train == 0.75
-    assert cfg.models == ["localizer", "classifier"]
+    assert cfg.models == ["localizer", "classifier", "detector"]
     assert cfg.family_config("localizer").loss_weights.class_ == 0.8
     assert cfg.family_config("localizer").loss_weights.box == 0.2
 
@@ -38,6 +38,8 @@ def read_config(cfg: Config) -> dict:
     from visionflow.data.sources import SOURCES
 
     data = cfg.model_dump(mode="json", by_alias=True)
+    data["datasets"] = {name: overrides.model_dump(mode="json", exclude_defaults=True)  # overrides only: optional
+                        for name, overrides in cfg.datasets.items()}
     data["train"] = {name: cfg.family_config(name).model_dump(mode="json", by_alias=True) for name in cfg.models}
     options = SOURCES.get(cfg.ingest.source).Options(**cfg.ingest.source_options())
     data["ingest"][cfg.ingest.source] = options.model_dump(mode="json")
@@ -52,7 +54,8 @@ def test_params_yaml_spells_out_every_key_the_config_reads():
 
 def test_the_code_defaults_are_the_shipped_params():
     """Nothing in the code contradicts params.yaml: a config of defaults only reads the same values."""
-    defaults = Config(ingest={"synthetic": {}}, train={"localizer": {}, "classifier": {}})
+    defaults = Config(ingest={"synthetic": {}}, datasets=shipped_params()["datasets"],
+                      train={"localizer": {}, "classifier": {}, "detector": {}})
     shipped, default = read_config(load_config(PARAMS)), read_config(defaults)
     differ = {key: (shipped[key], default.get(key)) for key in shipped if default.get(key) != shipped[key]}
     assert not differ, f"params.yaml value, code default: {differ}"
@@ -99,6 +102,14 @@ def test_the_code_defaults_are_the_shipped_params():
         (lambda p: p["ingest"]["synthetic"].update(jpeg_quality=[30, 120]), "ingest.synthetic", "jpeg_quality"),
         (lambda p: p["ingest"]["synthetic"]["backgrounds"].update(photo=-1), "ingest.synthetic.backgrounds.photo",
          "greater than or equal to 0"),
+        (lambda p: p["datasets"]["scenes"]["ingest"]["synthetic"].update(max_objects=0),
+         "datasets.scenes.ingest.synthetic.max_objects", "greater than or equal to 1"),
+        (lambda p: p["datasets"]["scenes"]["ingest"]["synthetic"].update(min_object_size=80),
+         "datasets.scenes.ingest.synthetic", "min_object_size"),
+        (lambda p: p["datasets"]["scenes"].update(train={}), "datasets.scenes.train", "unknown key"),
+        (lambda p: p["train"]["localizer"].update(dataset="nope"), "train.localizer.dataset", "'nope' is not a dataset"),
+        (lambda p: p["backbone"]["pretrain"].update(dataset="nope"), "backbone.pretrain.dataset",
+         "'nope' is not a dataset"),
     ],
 )
 def test_bad_params_name_the_dotted_key(edit, key, message):
@@ -109,6 +120,18 @@ def test_bad_params_name_the_dotted_key(edit, key, message):
     text = str(err.value)
     assert f"{key}:" in text and message in text
     assert "\n" not in text  # one line
+
+
+def test_a_dataset_is_the_data_sections_with_its_overrides_merged_key_by_key():
+    cfg = load_config(PARAMS)
+    shapes, scenes = cfg.dataset("shapes"), cfg.dataset("scenes")
+    assert shapes.ingest == cfg.ingest and shapes.preprocess == cfg.preprocess  # no overrides
+    options = scenes.ingest.source_options()
+    assert (options["min_objects"], options["max_objects"]) == (1, 8)  # overridden
+    assert options["noise_std"] == cfg.ingest.source_options()["noise_std"]  # a sibling key kept
+    assert scenes.split == cfg.split and scenes.anchors == cfg.anchors
+    with pytest.raises(ConfigError, match=r"^params.yaml: datasets.nope: no such dataset \(datasets: shapes, scenes\)$"):
+        cfg.dataset("nope")
 
 
 def test_missing_empty_duplicate_and_bad_yaml(tmp_path):
@@ -134,8 +157,10 @@ def test_exponent_floats_read_as_numbers_as_dvc_reads_them(tmp_path):
 
 
 def test_a_family_the_config_does_not_train_is_one_line():
+    params = shipped_params()
+    del params["train"]["detector"]
     with pytest.raises(ConfigError, match=r"train\.detector: not a section of train \(trains: localizer, classifier\)"):
-        load_config(PARAMS).family_config("detector")
+        parse_config(params).family_config("detector")
 
 
 def test_config_is_immutable():

@@ -77,6 +77,16 @@ def test_a_file_given_twice_keeps_its_name_and_gets_its_own_number(saved, capsys
     assert results[0]["bbox"] == results[1]["bbox"]
 
 
+def test_min_score_leaves_out_the_detections_below_it(saved, capsys):
+    path, images = saved
+    _, out, _ = run_cli(capsys, "--model", str(path), str(images))
+    scores = sorted(r["score"] for r in json.loads(out))
+    _, out, _ = run_cli(capsys, "--model", str(path), str(images), "--min-score", str(scores[0]))
+    assert len(json.loads(out)) == len(scores)  # at the threshold is kept
+    _, out, _ = run_cli(capsys, "--model", str(path), str(images), "--min-score", str(scores[-1] + 1e-3))
+    assert json.loads(out) == []
+
+
 def test_an_mlflow_model_uri_gives_the_same_detections_as_the_file(saved, capsys, tmp_path, monkeypatch):
     import mlflow
 

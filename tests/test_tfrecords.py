@@ -182,7 +182,7 @@ def test_a_damaged_shard_is_named_in_one_line_with_the_dvc_checkout_hint(raw, tm
         split_files(out, "train")
     message = str(info.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
-    assert re.search(r"(truncated|corrupted) record at \d+", message) and "run `dvc checkout data/processed`" in message
+    assert re.search(r"(truncated|corrupted) record at \d+", message) and f"run `dvc checkout {out.as_posix()}`" in message
 
 
 def test_a_missing_shard_or_a_record_count_other_than_the_meta_is_reported(raw, tmp_path):

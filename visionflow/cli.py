@@ -69,7 +69,7 @@ def _predict(args: argparse.Namespace) -> int:
     if not files:
         raise DataError(f"no image files in {', '.join(args.images)}")
     loaded = load_model(args.model)
-    results = predict_files(loaded, files, args.batch_size)
+    results = [d for d in predict_files(loaded, files, args.batch_size) if d["score"] >= args.min_score]
     if args.draw:
         draw_predictions(files, results, args.draw)
     print(json.dumps(results, indent=1))
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="image files, or directories of them")
     predict.add_argument("--draw", type=Path, metavar="OUT_DIR", help="also write each image with its boxes here")
     predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--min-score", type=float, default=0.0,
+                         help="leave out detections scoring below this (default 0: all, as mAP needs them)")
     predict.set_defaults(func=_predict)
     # All after "repro" is dvc's (`visionflow repro -h` is dvc repro's help); see main().
     repro = sub.add_parser("repro", help="dvc repro [args] with this environment's python first on PATH, so stages "

@@ -83,6 +83,7 @@ class AnchorsConfig(Section):
 
 
 class PretrainConfig(Section):
+    dataset: str = "shapes"  # whose training split's objects the crops come from
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(0.001, gt=0)
@@ -113,11 +114,12 @@ class PhaseConfig(Section):
 
 
 class TrainConfig(Section):
-    """What every model family's training shares: the two transfer phases, batches, augmentation, seed.
+    """What every model family's training shares: its dataset, the two transfer phases, batches, augmentation, seed.
 
     A family's own config (its section ``train.<family>``) extends this one.
     """
 
+    dataset: str = "shapes"  # a key of ``datasets``: the data path it trains and is evaluated on
     batch_size: int = Field(32, ge=1)
     frozen: PhaseConfig = PhaseConfig(epochs=2, learning_rate=0.003)  # new heads on a frozen backbone
     # then everything, at a lower rate: warming up to it, then decaying
@@ -191,6 +193,28 @@ class EvaluateConfig(Section):
     nms: NmsConfig = NmsConfig()
 
 
+DATASET_SECTIONS = ("ingest", "split", "preprocess", "anchors")
+
+
+class DatasetOverrides(Section):
+    """A dataset's own values for the data sections, merged key by key over the top-level ones."""
+
+    ingest: dict[str, Any] = {}
+    split: dict[str, Any] = {}
+    preprocess: dict[str, Any] = {}
+    anchors: dict[str, Any] = {}
+
+
+class DatasetConfig(Section):
+    """One dataset's data path, ``data/<name>/``: the top-level data sections with its overrides."""
+
+    name: str
+    ingest: IngestConfig
+    split: SplitConfig
+    preprocess: PreprocessConfig
+    anchors: AnchorsConfig
+
+
 class Config(Section):
     tracking: TrackingConfig = TrackingConfig()
     ingest: IngestConfig = IngestConfig()
@@ -198,6 +222,8 @@ class Config(Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     anchors: AnchorsConfig = AnchorsConfig()
     backbone: BackboneConfig = BackboneConfig()
+    # name -> overrides of the data sections: stages ingest@, split@, preprocess@ and anchors@<name>
+    datasets: dict[str, DatasetOverrides] = Field(default_factory=lambda: {"shapes": DatasetOverrides()})
     train: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"localizer": {}})  # family -> its section
     evaluate: EvaluateConfig = EvaluateConfig()
     photos: PhotosConfig = PhotosConfig()
@@ -208,6 +234,15 @@ class Config(Section):
         """The model families this config trains, in ``params.yaml`` order."""
         return list(self.train)
 
+    def dataset(self, name: str, source: str = PARAMS_FILE) -> DatasetConfig:
+        """The data sections as dataset ``name`` sees them: the top-level ones with its overrides merged in."""
+        if name not in self.datasets:
+            raise ConfigError(f"{source}: datasets.{name}: no such dataset (datasets: {', '.join(self.datasets)})")
+        overrides = self.datasets[name]
+        merged = {section: _merged(getattr(self, section).model_dump(mode="json"), getattr(overrides, section))
+                  for section in DATASET_SECTIONS}
+        return _validate(DatasetConfig, {"name": name, **merged}, source, f"datasets.{name}.")
+
     def family_config(self, family: str) -> TrainConfig:
         """The validated ``train.<family>`` section."""
         from visionflow.models.family_configs import family_config_class
@@ -215,6 +250,14 @@ class Config(Section):
         if family not in self.train:
             raise ConfigError(f"{PARAMS_FILE}: train.{family}: not a section of train (trains: {', '.join(self.train)})")
         return _validate(family_config_class(family), self.train[family], PARAMS_FILE, f"train.{family}.")
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` merged in, mapping by mapping."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -242,41 +285,67 @@ def _validate(model: type[BaseModel], data: Any, source: str, prefix: str = ""):
 
 def _validate_plugins(cfg: Config, source: str) -> None:
     """Check the names that resolve through registries, and the sections their plug-ins own."""
-    from visionflow.data.sources import SOURCES
     from visionflow.models.backbones import BACKBONES
-    from visionflow.models.family_configs import family_config_class
     from visionflow.registry import RegistryError
 
-    def fail(key: str, msg: str) -> None:
-        raise ConfigError(f"{source}: {key}: {msg}")
-
-    try:
-        source_cls = SOURCES.get(cfg.ingest.source)
-    except RegistryError as e:
-        fail("ingest.source", str(e))
-    for key in cfg.ingest.model_extra or {}:
-        if key not in SOURCES:
-            fail(f"ingest.{key}", f"unknown key (not a registered source; valid: {', '.join(SOURCES.names())})")
-    _validate(source_cls.Options, cfg.ingest.source_options(), source, f"ingest.{cfg.ingest.source}.")
     try:
         spec = BACKBONES.get(cfg.backbone.name)
     except RegistryError as e:
-        fail("backbone.name", str(e))
-    if cfg.preprocess.image_size < spec.min_size:
-        fail("preprocess.image_size", f"{cfg.backbone.name} needs at least {spec.min_size}, got {cfg.preprocess.image_size}")
+        _fail(source, "backbone.name", str(e))
+    _check_data(cfg.ingest, cfg.preprocess, spec, cfg.backbone.name, source, "")
+    for name in cfg.datasets:  # the top level first: an error there is named there, not in every dataset
+        data = cfg.dataset(name, source)
+        _check_data(data.ingest, data.preprocess, spec, cfg.backbone.name, source, f"datasets.{name}.")
     init = cfg.backbone.init
     if init not in ("imagenet", "pretrain", "none") and not Path(init).is_file():
-        fail("backbone.init", f"must be imagenet, pretrain, none or an existing weights file; {init!r} does not exist")
+        _fail(source, "backbone.init", f"must be imagenet, pretrain, none or an existing weights file; {init!r} does not exist")
     if init == "imagenet" and not spec.imagenet_weights:
-        fail("backbone.init", f"{cfg.backbone.name} has no ImageNet weights; use pretrain, none or a weights file")
+        _fail(source, "backbone.init", f"{cfg.backbone.name} has no ImageNet weights; use pretrain, none or a weights file")
+    _check_dataset_name(cfg, cfg.backbone.pretrain.dataset, source, "backbone.pretrain.dataset")
+    _check_families(cfg, source)
+
+
+def _fail(source: str, key: str, msg: str):
+    raise ConfigError(f"{source}: {key}: {msg}")
+
+
+def _check_data(ingest: IngestConfig, preprocess: PreprocessConfig, spec, backbone: str, source: str,
+                prefix: str) -> None:
+    """The source's name and its options; an input size the backbone takes."""
+    from visionflow.data.sources import SOURCES
+    from visionflow.registry import RegistryError
+
+    try:
+        source_cls = SOURCES.get(ingest.source)
+    except RegistryError as e:
+        _fail(source, f"{prefix}ingest.source", str(e))
+    for key in ingest.model_extra or {}:
+        if key not in SOURCES:
+            _fail(source, f"{prefix}ingest.{key}",
+                  f"unknown key (not a registered source; valid: {', '.join(SOURCES.names())})")
+    _validate(source_cls.Options, ingest.source_options(), source, f"{prefix}ingest.{ingest.source}.")
+    if preprocess.image_size < spec.min_size:
+        _fail(source, f"{prefix}preprocess.image_size", f"{backbone} needs at least {spec.min_size}, got {preprocess.image_size}")
+
+
+def _check_dataset_name(cfg: Config, name: str, source: str, key: str) -> None:
+    if name not in cfg.datasets:
+        _fail(source, key, f"{name!r} is not a dataset (datasets: {', '.join(cfg.datasets)})")
+
+
+def _check_families(cfg: Config, source: str) -> None:
+    from visionflow.models.family_configs import family_config_class
+    from visionflow.registry import RegistryError
+
     if not cfg.train:
-        fail("train", "name at least one model family to train")
+        _fail(source, "train", "name at least one model family to train")
     for family, section in cfg.train.items():
         try:
             config_class = family_config_class(family)
         except RegistryError as e:
-            fail(f"train.{family}", str(e))
-        _validate(config_class, section or {}, source, f"train.{family}.")
+            _fail(source, f"train.{family}", str(e))
+        family_cfg = _validate(config_class, section or {}, source, f"train.{family}.")
+        _check_dataset_name(cfg, family_cfg.dataset, source, f"train.{family}.dataset")
 
 
 def parse_config(data: dict[str, Any] | None, source: str = PARAMS_FILE) -> Config:

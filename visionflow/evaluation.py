@@ -10,18 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from visionflow.config import Config
 from visionflow.data.coco_layout import load_raw_dataset
 from visionflow.data.pipeline import model_dataset
 from visionflow.data.split import read_manifest
-from visionflow.layout import PROCESSED_DIR, RAW_DIR, SPLIT_DIR, model_file
+from visionflow.layout import model_file, processed_dir, raw_dir, split_dir
 from visionflow.metrics.coco import CocoEvaluation, evaluate_coco, pr_curves
 from visionflow.metrics.detections import coco_results, ground_truth_subset, suppress
 from visionflow.models.family import ModelFamily, Reports
 from visionflow.models.fit import family_for
+from visionflow.models.saved import load_saved_model
 
 PR_IOU = 0.5
 
@@ -50,9 +50,9 @@ def stack_batches(batches: list[dict]) -> dict[str, np.ndarray]:
 
 
 def predict_split(model, family: ModelFamily, split: str, batch_size: int) -> SplitPredictions:
-    """The saved model (raw pixels in) on a split's images, as the pipeline fits them to its input."""
+    """The saved model (raw pixels in) on a split of its family's dataset, as the pipeline fits them to its input."""
     outputs, targets, metas = [], [], []
-    for x, y, meta in model_dataset(PROCESSED_DIR, split, batch_size, lambda x: x, family.targets, with_meta=True):
+    for x, y, meta in model_dataset(processed_dir(family.config.dataset), split, batch_size, lambda x: x, family.targets, with_meta=True):
         outputs.append(model.predict_on_batch(x))
         targets.append(y)
         metas.append(meta)
@@ -61,29 +61,35 @@ def predict_split(model, family: ModelFamily, split: str, batch_size: int) -> Sp
 
 
 def evaluate_model(cfg: Config, model: str, split: str = "test") -> Evaluation:
-    raw = load_raw_dataset(RAW_DIR)
+    dataset = cfg.family_config(model).dataset
+    raw = load_raw_dataset(raw_dir(dataset))
     family = family_for(cfg, model, raw.category_names)
-    saved = keras.saving.load_model(model_file(model))
+    saved = load_saved_model(model_file(model))
     preds = predict_split(saved, family, split, cfg.evaluate.batch_size)
     sizes = {img["id"]: (img["width"], img["height"]) for img in raw.images}
     detections = coco_results(preds.image_ids, family.decode(preds.outputs), preds.windows, sizes,
                               [c["id"] for c in raw.categories])
     nms = cfg.evaluate.nms
     detections = suppress(detections, nms.iou_threshold, nms.score_threshold)
-    truth = ground_truth_subset(raw.as_coco(), read_manifest(SPLIT_DIR, split))
+    truth = ground_truth_subset(raw.as_coco(), read_manifest(split_dir(dataset), split))
     metrics = family.metrics(preds.outputs, preds.targets, cfg.evaluate.iou_thresholds)
     reports = family.reports(preds.outputs, preds.targets)
     if not family.localizes:  # whole-image detections: no boxes to score
         return Evaluation(metrics, detections, truth, reports.curves, None, reports)
     coco = evaluate_coco(truth, detections)
-    metrics.update({f"coco_{k}": v for k, v in coco.stats.items()})
+    metrics.update({f"coco_{k}": v for k, v in coco.stats.items()})  # the 12 of COCOeval.summarize
+    metrics.update(map=coco.stats["AP"], map50=coco.stats["AP50"])  # COCO's AP@[.50:.95], VOC's AP@.5
     curves = pr_curves(coco, raw.category_names, PR_IOU)
     metrics["per_class_AP50"] = {name: float(p.mean()) for name, (_, p) in curves.items()}
+    metrics["per_class_AP"] = coco.per_category
     return Evaluation(metrics, detections, truth, curves, coco, reports)
 
 
-def sample_figure(raw_root: Path, truth: dict, detections: list[dict], count: int = 16):
-    """The first test images with their true (green) and predicted (red) boxes."""
+def sample_figure(raw_root: Path, truth: dict, detections: list[dict], count: int = 16, min_score: float = 0.3):
+    """The first test images with their true (green) and predicted (red) boxes.
+
+    Of an image's detections, its best and every other scoring at least ``min_score`` are drawn.
+    """
     from PIL import Image
 
     from visionflow.boxes import convert_boxes
@@ -94,7 +100,8 @@ def sample_figure(raw_root: Path, truth: dict, detections: list[dict], count: in
     for img in truth["images"][:count]:
         pixels = np.asarray(Image.open(raw_root / img["file_name"]).convert("RGB"))
         xyxy = lambda anns: [convert_boxes(a["bbox"], "xywh", "xyxy").tolist() for a in anns]  # noqa: E731
-        found = [d for d in detections if d["image_id"] == img["id"]]
+        found = sorted((d for d in detections if d["image_id"] == img["id"]), key=lambda d: -d["score"])
+        found = [d for k, d in enumerate(found) if k == 0 or d["score"] >= min_score]
         panels.append(draw_boxes(pixels, xyxy([a for a in truth["annotations"] if a["image_id"] == img["id"]]),
                                  xyxy(found), [f"{names[d['category_id']]} {d['score']:.2f}" for d in found]))
     return image_grid(panels)

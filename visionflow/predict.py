@@ -32,10 +32,10 @@ def is_mlflow_uri(ref: str) -> bool:
 
 def load_model(ref: str) -> LoadedModel:
     """A ``.keras`` path or an MLflow model URI -> the Keras model and its card."""
-    import keras
+    from visionflow.models.saved import load_saved_model
 
     path, card = _from_mlflow(ref) if is_mlflow_uri(ref) else _from_file(Path(ref))
-    return LoadedModel(keras.saving.load_model(path), card)
+    return LoadedModel(load_saved_model(path), card)
 
 
 def _from_file(path: Path) -> tuple[Path, ModelCard]:

@@ -11,8 +11,10 @@ from tests.project import make_project, run
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["photos", "ingest", "split", "preprocess", "anchors", "backbone", "train@localizer", "evaluate@localizer",
-          "robustness@localizer", "train@classifier", "evaluate@classifier", "robustness@classifier"]
+STAGES = ["photos", *(f"{stage}@{dataset}" for dataset in ("shapes", "scenes")
+                      for stage in ("ingest", "split", "preprocess", "anchors")), "backbone",
+          *(f"{stage}@{family}" for family in ("localizer", "classifier", "detector")
+            for stage in ("train", "evaluate", "robustness"))]
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +37,17 @@ def test_every_stage_ran_and_wrote_its_outputs(project):
     root, output = project
     for stage in STAGES:
         assert f"Running stage '{stage}'" in output
-    coco = json.loads((root / "data/raw/annotations.json").read_text())
+    coco = json.loads((root / "data/shapes/raw/annotations.json").read_text())
     assert len(coco["images"]) == 80 and len(coco["annotations"]) == 80
-    assert all((root / "data/raw" / img["file_name"]).is_file() for img in coco["images"])
-    manifests = {s: json.loads((root / f"data/split/{s}.json").read_text())["image_ids"] for s in ("train", "valid", "test")}
+    assert all((root / "data/shapes/raw" / img["file_name"]).is_file() for img in coco["images"])
+    manifests = {s: json.loads((root / f"data/shapes/split/{s}.json").read_text())["image_ids"] for s in ("train", "valid", "test")}
     assert sorted(sum(manifests.values(), [])) == sorted(img["id"] for img in coco["images"])
     assert len(manifests["train"]) == 60
-    assert list((root / "data/processed").glob("train-*.tfrecord"))
-    anchors = json.loads((root / "data/anchors/anchors.json").read_text())["anchors"]
+    assert list((root / "data/shapes/processed").glob("train-*.tfrecord"))
+    anchors = json.loads((root / "data/shapes/anchors/anchors.json").read_text())["anchors"]
     assert len(anchors) == 9 and all(0 < w <= 1 and 0 < h <= 1 for w, h in anchors)
-    assert 0 < json.loads((root / "metrics/data/anchors.json").read_text())["mean_best_iou"] <= 1
-    assert json.loads((root / "data/raw/validation.json").read_text())["num_written"] == 80
+    assert 0 < json.loads((root / "metrics/data/shapes/anchors.json").read_text())["mean_best_iou"] <= 1
+    assert json.loads((root / "data/shapes/raw/validation.json").read_text())["num_written"] == 80
     assert (root / "models/backbone.weights.h5").stat().st_size > 0
     assert (root / "models/localizer/model.keras").stat().st_size > 0
     metrics = json.loads((root / "metrics/localizer/test.json").read_text())
@@ -68,7 +70,7 @@ def test_evaluation_writes_coco_metrics_pr_curves_and_predictions_beside_their_g
     first = (root / "plots/localizer/precision_recall" / f"{curves[0]}.csv").read_text().splitlines()
     assert first[0] == "recall,precision" and len(first) == 1 + 101
     truth = root / "reports/localizer/test_ground_truth.json"
-    test_ids = json.loads((root / "data/split/test.json").read_text())["image_ids"]
+    test_ids = json.loads((root / "data/shapes/split/test.json").read_text())["image_ids"]
     assert sorted(img["id"] for img in json.loads(truth.read_text())["images"]) == sorted(test_ids)
     again = run(["visionflow", "evaluate-coco", "--gt", str(truth), "--dt", str(root / "reports/localizer/test_predictions.json")], root)
     assert json.loads(again.stdout)["AP"] == pytest.approx(metrics["coco_AP"]) and "warning" not in again.stderr
@@ -96,7 +98,7 @@ def test_predict_on_the_test_images_gives_the_evaluations_detections(project):
     root, _ = project
     truth = json.loads((root / "reports/localizer/test_ground_truth.json").read_text())
     evaluated = {d["image_id"]: d for d in json.loads((root / "reports/localizer/test_predictions.json").read_text())}
-    files = {str(root / "data/raw" / img["file_name"]): img["id"] for img in truth["images"]}
+    files = {str(root / "data/shapes/raw" / img["file_name"]): img["id"] for img in truth["images"]}
     card = json.loads((root / "models/localizer/model.json").read_text())
     assert card["family"] == "localizer" and card["image_size"] == 64 and len(card["classes"]) == 5
     out = run(["visionflow", "predict", "--model", "models/localizer/model.keras", *files], root)
@@ -107,6 +109,35 @@ def test_predict_on_the_test_images_gives_the_evaluations_detections(project):
         assert det["category_id"] == expected["category_id"]
         assert det["score"] == pytest.approx(expected["score"], abs=1e-4)
         np.testing.assert_allclose(det["bbox"], expected["bbox"], atol=0.05)
+
+
+def test_the_detector_trains_on_the_scenes_and_is_scored_with_coco_map_and_predicts_as_it_was_scored(project, runs):
+    from visionflow.metrics.coco import STAT_KEYS
+
+    root, _ = project
+    raw = json.loads((root / "data/scenes/raw/annotations.json").read_text())
+    assert len(raw["annotations"]) > len(raw["images"])  # several objects an image
+    assert len(json.loads((root / "data/scenes/anchors/anchors.json").read_text())["anchors"]) == 9
+    metrics = json.loads((root / "metrics/detector/test.json").read_text())
+    assert {f"coco_{k}" for k in STAT_KEYS} | {"map", "map50", "per_class_AP", "per_class_AP50"} <= set(metrics)
+    assert metrics["map"] == metrics["coco_AP"] and metrics["map50"] == metrics["coco_AP50"]
+    assert 0 <= metrics["map"] <= metrics["map50"] <= 1
+    truth = json.loads((root / "reports/detector/test_ground_truth.json").read_text())
+    test_ids = json.loads((root / "data/scenes/split/test.json").read_text())["image_ids"]
+    assert sorted(img["id"] for img in truth["images"]) == sorted(test_ids)
+    assert json.loads((root / "metrics/detector/robustness.json").read_text())["metric"] == "map50"
+    figures = {a.path for a in mlflow.MlflowClient().list_artifacts(runs["evaluate@detector"].info.run_id, "figures")}
+    assert "figures/test_predictions.png" in figures
+    evaluated = json.loads((root / "reports/detector/test_predictions.json").read_text())
+    files = {str(root / "data/scenes/raw" / img["file_name"]): img["id"] for img in truth["images"][:3]}
+    predicted = json.loads(run(["visionflow", "predict", "--model", "models/detector/model.keras", *files], root).stdout)
+    for name, image_id in files.items():
+        best = lambda found: sorted(found, key=lambda d: -d["score"])[:5]  # noqa: E731
+        mine = best(d for d in predicted if d["file_name"] == name)
+        theirs = best(d for d in evaluated if d["image_id"] == image_id)
+        assert [d["category_id"] for d in mine] == [d["category_id"] for d in theirs]
+        np.testing.assert_allclose([d["score"] for d in mine], [d["score"] for d in theirs], atol=1e-4)
+        np.testing.assert_allclose([d["bbox"] for d in mine], [d["bbox"] for d in theirs], atol=0.05)
 
 
 def test_robustness_scores_the_saved_model_under_each_corruption_and_logs_it(project, runs):
@@ -228,7 +259,7 @@ def test_a_failing_stage_keeps_the_previous_outputs_and_lock(project, runs):
     root, _ = project
     params_file = root / "params.yaml"
     original = params_file.read_text()
-    raw_before = (root / "data/raw/annotations.json").read_bytes()
+    raw_before = (root / "data/shapes/raw/annotations.json").read_bytes()
     lock_before = (root / "dvc.lock").read_text()
     bad = root.parent / "bad_coco"
     bad.mkdir()
@@ -237,13 +268,13 @@ def test_a_failing_stage_keeps_the_previous_outputs_and_lock(project, runs):
     params["ingest"].update(source="coco", coco={"path": str(bad)})
     params_file.write_text(yaml.safe_dump(params))
     try:
-        failed = run(["dvc", "repro", "ingest"], root, check=False)
+        failed = run(["dvc", "repro", "ingest@shapes"], root, check=False)
         assert failed.returncode != 0
         errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "bad_coco/annotations.json: not a COCO annotations file" in errors[0]
-        assert (root / "data/raw/annotations.json").read_bytes() == raw_before
+        assert (root / "data/shapes/raw/annotations.json").read_bytes() == raw_before
         assert (root / "dvc.lock").read_text() == lock_before
         assert (bad / "annotations.json").read_text() == '{"images": [], "annotations": 3}'  # source untouched
     finally:
         params_file.write_text(original)
-    assert "didn't change" in run(["dvc", "repro", "ingest"], root).stdout
+    assert "didn't change" in run(["dvc", "repro", "ingest@shapes"], root).stdout

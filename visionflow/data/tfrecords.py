@@ -36,7 +36,8 @@ from visionflow.errors import DataError
 META_FILE = "dataset.json"
 JPEG_QUALITY = 95
 SHARD_NAME = re.compile(r"(.+)-(\d{5})-of-(\d{5})\.tfrecord")
-RESTORE_HINT = "run `dvc checkout data/processed` to restore the preprocessed shards"
+def restore_hint(shard_dir) -> str:
+    return f"run `dvc checkout {Path(shard_dir).as_posix()}` to restore the preprocessed shards"
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
@@ -196,11 +197,12 @@ def verify_shards(files: list[str], expected_records: int | None = None) -> int:
     """
     missing = _missing_shards(files)
     if missing:
-        raise DataError(f"{missing[0]}: no such shard ({len(missing)} of the set missing); {RESTORE_HINT}")
+        raise DataError(f"{missing[0]}: no such shard ({len(missing)} of the set missing); "
+                        f"{restore_hint(missing[0].parent)}")
     total = sum(_count_records(f) for f in files)
     if expected_records is not None and total != expected_records:
         raise DataError(f"{Path(files[0]).parent}: {total} records in the shards, {expected_records} in {META_FILE}; "
-                        f"{RESTORE_HINT}")
+                        f"{restore_hint(Path(files[0]).parent)}")
     return total
 
 
@@ -235,7 +237,8 @@ def _count_records(path: str) -> int:
     except tf.errors.DataLossError as e:
         found = re.search(r"(corrupted|truncated) record at \d+", e.message)
         raise DataError(f"{path}: {found.group(0) if found else 'unreadable'}, the shard is damaged; "
-                        f"{RESTORE_HINT}") from e
+                        f"{restore_hint(Path(path).parent)}") from e
     if n == 0:
-        raise DataError(f"{path}: no records, but every shard holds at least one; {RESTORE_HINT}")
+        raise DataError(f"{path}: no records, but every shard holds at least one; "
+                        f"{restore_hint(Path(path).parent)}")
     return n

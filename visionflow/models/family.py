@@ -89,6 +89,10 @@ class ModelFamily(ABC):
                 iou_thresholds: tuple[float, ...]) -> dict[str, float]:
         """The family's own test metrics from the saved model's outputs and the targets, whole split."""
 
+    def input_sizes(self) -> tuple[tuple[int, ...], int]:
+        """Multi-scale training: the input sizes to draw from, and every how many batches; ``()``: the data's own."""
+        return (), 1
+
     def reports(self, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> Reports:
         """Curves, tables and figures of its own; a family that localizes gets COCO's PR curves without them."""
         return Reports()
@@ -96,4 +100,5 @@ class ModelFamily(ABC):
 
 FAMILIES: Registry[type[ModelFamily]] = Registry(
     "families", lazy={"localizer": "visionflow.models.localizer.family:Localizer",
-                      "classifier": "visionflow.models.classifier.family:Classifier"})
+                      "classifier": "visionflow.models.classifier.family:Classifier",
+                      "detector": "visionflow.models.detector.family:Detector"})

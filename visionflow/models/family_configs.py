@@ -13,7 +13,8 @@ from importlib.metadata import entry_points
 from visionflow.registry import RegistryError, load_object
 
 BUILTIN = {"localizer": "visionflow.models.localizer.config:LocalizerConfig",
-           "classifier": "visionflow.models.classifier.config:ClassifierConfig"}
+           "classifier": "visionflow.models.classifier.config:ClassifierConfig",
+           "detector": "visionflow.models.detector.config:DetectorConfig"}
 GROUP = "visionflow.families"
 
 

@@ -14,7 +14,7 @@ import keras
 from visionflow.config import Config
 from visionflow.data.pipeline import model_dataset, steps_per_epoch
 from visionflow.io import atomic_path, write_csv
-from visionflow.layout import BACKBONE_WEIGHTS, CHECKPOINT_DIR, PROCESSED_DIR
+from visionflow.layout import BACKBONE_WEIGHTS, CHECKPOINT_DIR, processed_dir
 from visionflow.models.backbones import BACKBONES
 from visionflow.models.family import FAMILIES, ModelFamily
 from visionflow.models.pixels import with_pixel_input
@@ -44,19 +44,20 @@ def fit_family(cfg: Config, model: str, meta: dict, fingerprint: str, callbacks_
     keras.utils.set_random_seed(tcfg.seed)
     net, backbone = family.build(spec, meta["image_size"], cfg.backbone.width,
                                  str(backbone_weights) if backbone_weights else None)
-    num_train = meta["num_examples"]["train"]
+    num_train, processed = meta["num_examples"]["train"], processed_dir(tcfg.dataset)
+    sizes, every = family.input_sizes()
 
     def train_from(epoch: int):
-        return model_dataset(PROCESSED_DIR, "train", tcfg.batch_size, spec.preprocess_input, family.targets,
+        return model_dataset(processed, "train", tcfg.batch_size, spec.preprocess_input, family.targets,
                              training=True, augment=tcfg.augment if tcfg.augment.enabled else None, seed=tcfg.seed,
-                             start_epoch=epoch, num_examples=num_train)
+                             start_epoch=epoch, num_examples=num_train, input_sizes=sizes, size_every=every)
 
-    valid = (model_dataset(PROCESSED_DIR, "valid", tcfg.batch_size, spec.preprocess_input, family.targets)
+    valid = (model_dataset(processed, "valid", tcfg.batch_size, spec.preprocess_input, family.targets)
              if meta["num_examples"]["valid"] else None)
     history = train_two_phase(family, net, backbone, train_from, steps_per_epoch(num_train, tcfg.batch_size), valid,
                               checkpoint_dir or CHECKPOINT_DIR / model, fingerprint, callbacks_for_phase)
     split = "valid" if meta["num_examples"]["valid"] else "train"
-    sample = next(iter(model_dataset(PROCESSED_DIR, split, 2, lambda x: x, family.targets)))[0].numpy()
+    sample = next(iter(model_dataset(processed, split, 2, lambda x: x, family.targets)))[0].numpy()
     return Trained(family, with_pixel_input(family.inference_model(net), spec.preprocess_input), history, sample)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from visionflow.config import Config
 from visionflow.errors import DataError
-from visionflow.layout import PROCESSED_DIR
+from visionflow.layout import processed_dir
 from visionflow.models.backbones import BACKBONES
 
 CHANCE_MARGIN = 1.5  # below 1.5x chance accuracy, pretraining is taken not to have converged
@@ -43,8 +43,8 @@ def _pretrained(cfg: Config, spec, image_size: int, num_classes: int, callbacks)
     from visionflow.models.pretrain import pretrain_backbone
 
     p = cfg.backbone.pretrain
-    result = pretrain_backbone(spec, PROCESSED_DIR, image_size, num_classes, cfg.backbone.width, p.epochs,
-                               p.batch_size, p.learning_rate, p.crop_size, cfg.split.seed, callbacks,
+    result = pretrain_backbone(spec, processed_dir(p.dataset), image_size, num_classes, cfg.backbone.width, p.epochs,
+                               p.batch_size, p.learning_rate, p.crop_size, cfg.dataset(p.dataset).split.seed, callbacks,
                                crop_window=p.crop_window, crop_jitter=p.crop_jitter)
     accuracy = result.history["accuracy"][-1]
     warning = None
