@@ -51,9 +51,15 @@ def test_the_training_pipeline_augments_anew_each_epoch_and_keeps_boxes_on_their
             assert_boxes_bound_pixels(x, xyxy[:, None], np.ones((len(xyxy), 1), bool), tol=1.5, drawn_pixels=is_red)
             for box, image in zip(xyxy, x):
                 seen[round(float(image.sum()))] = box
-        assert len(seen) == len(RECTS)  # every image once per epoch
+        assert len(seen) == steps_per_epoch(len(RECTS), BATCH) * BATCH  # full batches only...
         seen_per_epoch.append(np.array(sorted(seen.values(), key=tuple)))
     assert not np.allclose(seen_per_epoch[0], seen_per_epoch[1])  # new draws each epoch
+    family = Localizer(LocalizerConfig(), ["a", "b"])
+    ds = model_dataset(shards, "train", BATCH, lambda x: x, family.targets, training=True, seed=7,
+                       num_examples=len(RECTS), with_meta=True)
+    ids = np.concatenate([meta["image_id"].numpy() for _, _, meta in ds.take(3 * len(RECTS) // BATCH)])
+    for start in range(0, len(ids) - len(RECTS) + 1, len(RECTS)):  # ...each pass over the data holds every image once
+        assert sorted(ids[start:start + len(RECTS)]) == list(range(1, len(RECTS) + 1))
 
 
 def test_an_epoch_is_reproducible_and_a_resumed_pipeline_sees_the_same_batches(shards):
@@ -76,3 +82,18 @@ def test_evaluation_batches_carry_ids_and_windows_in_order(shards):
     metas = [meta for _, _, meta in ds]
     np.testing.assert_array_equal(np.concatenate([m["image_id"] for m in metas]), np.arange(1, len(RECTS) + 1))
     np.testing.assert_array_equal(np.concatenate([m["window"] for m in metas]), np.tile([0, 0, 1, 1], (len(RECTS), 1)))
+
+
+def test_multi_scale_draws_sizes_every_few_batches_and_a_resumed_pipeline_draws_the_same(shards):
+    family = Localizer(LocalizerConfig(), ["a", "b"])
+
+    def sizes(start_epoch, batches):
+        ds = model_dataset(shards, "train", BATCH, lambda x: x, family.targets, training=True, seed=7,
+                           start_epoch=start_epoch, num_examples=len(RECTS), input_sizes=(32, 64, 96), size_every=2)
+        return [int(x.shape[1]) for x, _ in ds.take(batches)]
+
+    steps = steps_per_epoch(len(RECTS), BATCH)
+    drawn_sizes = sizes(0, 12)
+    assert set(drawn_sizes) == {32, 64, 96}
+    assert all(drawn_sizes[k] == drawn_sizes[k + 1] for k in range(0, 12, 2))  # one size for every 2 batches
+    assert sizes(3, 12 - 3 * steps) == drawn_sizes[3 * steps:]
