@@ -1,4 +1,5 @@
-"""Stage ``anchors@<dataset>``: anchor boxes for detection, by k-means over the training split's box sizes."""
+"""Stage ``anchors@<dataset>``: anchor boxes for detection, by k-means over the training split's box sizes
+(as fractions of the model input, so they follow ``preprocess.resize``)."""
 
 import mlflow
 
@@ -13,10 +14,11 @@ from visionflow.tracking import stage_run
 
 
 def run(cfg: Config, dataset: str) -> None:
-    stage, anchors = f"anchors@{dataset}", cfg.dataset(dataset).anchors
+    stage, data = f"anchors@{dataset}", cfg.dataset(dataset)
+    anchors, resize = data.anchors, data.preprocess.resize
     raw, train_ids = load_raw_dataset(raw_dir(dataset)), read_manifest(split_dir(dataset), "train")
     with stage_run(stage, cfg.tracking.experiment, {"anchors": anchors.model_dump()}, dvc_tags(stage)):
-        sizes, metrics = anchors_for_split(raw, train_ids, anchors.num_anchors, anchors.seed)
+        sizes, metrics = anchors_for_split(raw, train_ids, anchors.num_anchors, anchors.seed, resize)
         write_json(anchors_file(dataset), sizes)
         write_json(data_metrics(dataset, "anchors"), metrics)
         mlflow.log_metrics({f"anchors_{k}": v for k, v in metrics.items()})

@@ -35,6 +35,8 @@ def test_anchors_come_from_the_training_boxes_normalised_and_without_crowds(tmp_
     anchors, metrics = anchors_for_split(raw, [1, 2], k=2, seed=0)
     assert anchors["anchors"] == [[0.1, 0.1], [0.5, 0.5]]  # the crowd box is left out; image 3 is not training
     assert metrics == {"mean_best_iou": 1.0, "num_anchors": 2, "num_boxes": 2}
+    letterboxed, _ = anchors_for_split(raw, [1, 2], k=2, seed=0, resize="letterbox")
+    assert letterboxed["anchors"] == [[0.1, 0.05], [0.5, 0.25]]  # of the longer side: the input's, letterboxed
     anchors, metrics = anchors_for_split(raw, [1], k=2, seed=0)  # fewer boxes than anchors: none, said so
     assert anchors["anchors"] == [] and metrics == {"num_anchors": 0, "num_boxes": 1}
 

@@ -47,17 +47,20 @@ def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, max_iter: int = 300) -
     return Anchors(anchors, float(wh_iou(wh, anchors).max(axis=1).mean()), iteration)
 
 
-def training_box_sizes(raw, train_ids: list[int]) -> np.ndarray:
-    """(N, 2) normalised widths and heights of the training split's boxes (crowd boxes left out)."""
+def training_box_sizes(raw, train_ids: list[int], resize: str = "stretch") -> np.ndarray:
+    """(N, 2) widths and heights of the training split's boxes (crowd boxes left out), as fractions of the model
+    input: of their image's own sides when it is stretched to the input, of its longer side when letterboxed."""
     sizes = {img["id"]: (img["width"], img["height"]) for img in raw.images}
+    if resize == "letterbox":
+        sizes = {i: (max(w, h), max(w, h)) for i, (w, h) in sizes.items()}
     wh = [(a["bbox"][2] / sizes[i][0], a["bbox"][3] / sizes[i][1])
           for i in train_ids for a in raw.annotations_by_image[i] if "bbox" in a and not a.get("iscrowd")]
     return np.array(wh, np.float64).reshape(-1, 2)
 
 
-def anchors_for_split(raw, train_ids: list[int], k: int, seed: int) -> tuple[dict, dict]:
+def anchors_for_split(raw, train_ids: list[int], k: int, seed: int, resize: str = "stretch") -> tuple[dict, dict]:
     """The anchors file's content and its metrics; no anchors when there are fewer than ``k`` boxes."""
-    wh = training_box_sizes(raw, train_ids)
+    wh = training_box_sizes(raw, train_ids, resize)
     if len(wh) < k:
         return {"format": "width height, normalized", "anchors": []}, {"num_anchors": 0, "num_boxes": len(wh)}
     anchors = kmeans_anchors(wh, k, seed=seed)

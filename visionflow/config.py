@@ -127,6 +127,10 @@ class TrainConfig(Section):
     augment: AugmentConfig = AugmentConfig()
     seed: int = 42
 
+    def data_problem(self, data: "DatasetConfig", min_size: int) -> tuple[str, str] | None:
+        """``(key, message)`` when this family cannot train on ``data`` with a backbone of ``min_size``; else None."""
+        return None
+
 
 class NmsConfig(Section):
     """Per-class non-max suppression of predictions before they are scored."""
@@ -205,6 +209,9 @@ class DatasetOverrides(Section):
     anchors: dict[str, Any] = {}
 
 
+DATASET_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a folder under data/ and a DVC stage key
+
+
 class DatasetConfig(Section):
     """One dataset's data path, ``data/<name>/``: the top-level data sections with its overrides."""
 
@@ -215,6 +222,14 @@ class DatasetConfig(Section):
     anchors: AnchorsConfig
 
 
+DEFAULT_DATASETS = {
+    "shapes": DatasetOverrides(),  # one shape an image: the localizer's and the classifier's
+    "scenes": DatasetOverrides(ingest={"synthetic": {  # the detector's: 1-8 shapes, 10 px to half the image
+        "num_images": 2000, "min_objects": 1, "max_objects": 8, "min_object_size": 10, "max_object_size": 64,
+        "max_overlap_iou": 0.5}}),
+}
+
+
 class Config(Section):
     tracking: TrackingConfig = TrackingConfig()
     ingest: IngestConfig = IngestConfig()
@@ -223,7 +238,7 @@ class Config(Section):
     anchors: AnchorsConfig = AnchorsConfig()
     backbone: BackboneConfig = BackboneConfig()
     # name -> overrides of the data sections: stages ingest@, split@, preprocess@ and anchors@<name>
-    datasets: dict[str, DatasetOverrides] = Field(default_factory=lambda: {"shapes": DatasetOverrides()})
+    datasets: dict[str, DatasetOverrides] = Field(default_factory=lambda: dict(DEFAULT_DATASETS))
     train: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"localizer": {}})  # family -> its section
     evaluate: EvaluateConfig = EvaluateConfig()
     photos: PhotosConfig = PhotosConfig()
@@ -294,6 +309,9 @@ def _validate_plugins(cfg: Config, source: str) -> None:
         _fail(source, "backbone.name", str(e))
     _check_data(cfg.ingest, cfg.preprocess, spec, cfg.backbone.name, source, "")
     for name in cfg.datasets:  # the top level first: an error there is named there, not in every dataset
+        if not DATASET_NAME.fullmatch(name):
+            _fail(source, f"datasets.{name}", "a dataset's name may hold only letters, digits, _ and - "
+                  "(it names a folder under data/ and its stages)")
         data = cfg.dataset(name, source)
         _check_data(data.ingest, data.preprocess, spec, cfg.backbone.name, source, f"datasets.{name}.")
     init = cfg.backbone.init
@@ -302,7 +320,7 @@ def _validate_plugins(cfg: Config, source: str) -> None:
     if init == "imagenet" and not spec.imagenet_weights:
         _fail(source, "backbone.init", f"{cfg.backbone.name} has no ImageNet weights; use pretrain, none or a weights file")
     _check_dataset_name(cfg, cfg.backbone.pretrain.dataset, source, "backbone.pretrain.dataset")
-    _check_families(cfg, source)
+    _check_families(cfg, spec.min_size, source)
 
 
 def _fail(source: str, key: str, msg: str):
@@ -333,7 +351,7 @@ def _check_dataset_name(cfg: Config, name: str, source: str, key: str) -> None:
         _fail(source, key, f"{name!r} is not a dataset (datasets: {', '.join(cfg.datasets)})")
 
 
-def _check_families(cfg: Config, source: str) -> None:
+def _check_families(cfg: Config, min_size: int, source: str) -> None:
     from visionflow.models.family_configs import family_config_class
     from visionflow.registry import RegistryError
 
@@ -346,6 +364,9 @@ def _check_families(cfg: Config, source: str) -> None:
             _fail(source, f"train.{family}", str(e))
         family_cfg = _validate(config_class, section or {}, source, f"train.{family}.")
         _check_dataset_name(cfg, family_cfg.dataset, source, f"train.{family}.dataset")
+        problem = family_cfg.data_problem(cfg.dataset(family_cfg.dataset, source), min_size)
+        if problem:
+            _fail(source, f"train.{family}.{problem[0]}", problem[1])
 
 
 def parse_config(data: dict[str, Any] | None, source: str = PARAMS_FILE) -> Config:

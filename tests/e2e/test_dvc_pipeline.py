@@ -120,7 +120,6 @@ def test_the_detector_trains_on_the_scenes_and_is_scored_with_coco_map_and_predi
     assert len(json.loads((root / "data/scenes/anchors/anchors.json").read_text())["anchors"]) == 9
     metrics = json.loads((root / "metrics/detector/test.json").read_text())
     assert {f"coco_{k}" for k in STAT_KEYS} | {"map", "map50", "per_class_AP", "per_class_AP50"} <= set(metrics)
-    assert metrics["map"] == metrics["coco_AP"] and metrics["map50"] == metrics["coco_AP50"]
     assert 0 <= metrics["map"] <= metrics["map50"] <= 1
     truth = json.loads((root / "reports/detector/test_ground_truth.json").read_text())
     test_ids = json.loads((root / "data/scenes/split/test.json").read_text())["image_ids"]

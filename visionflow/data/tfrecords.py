@@ -36,6 +36,8 @@ from visionflow.errors import DataError
 META_FILE = "dataset.json"
 JPEG_QUALITY = 95
 SHARD_NAME = re.compile(r"(.+)-(\d{5})-of-(\d{5})\.tfrecord")
+
+
 def restore_hint(shard_dir) -> str:
     return f"run `dvc checkout {Path(shard_dir).as_posix()}` to restore the preprocessed shards"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from visionflow.config import PhaseConfig, Section, TrainConfig
 from visionflow.data.augment_config import AugmentConfig
@@ -40,14 +40,29 @@ class DetectorConfig(TrainConfig):
     ignore_threshold: Share = 0.5  # no objectness loss where a prediction already overlaps a box this much
     objectness_balance: tuple[float, float, float] = (4.0, 1.0, 0.4)  # per stride 8, 16, 32 (YOLOv5's)
     loss_weights: DetectorLossWeights = DetectorLossWeights()
-    input_sizes: tuple[int, ...] = (96, 128, 160)  # multi-scale training: a size drawn from these...
-    size_every: int = Field(10, ge=1)  # ...every this many batches (empty: the data's own size)
+    input_sizes: tuple[int, ...] = (96, 128, 160)  # multi-scale training: a size drawn from these (empty: the data's)...
+    size_every: int = Field(10, ge=1)  # ...every this many batches
     max_boxes: int = Field(32, ge=1)  # boxes per image the loss sees; the rest are dropped
     nms: DetectorNms = DetectorNms()
 
-    @model_validator(mode="after")
-    def _sizes_divide_by_32(self) -> "DetectorConfig":
-        bad = [size for size in self.input_sizes if size % 32 or size < 32]
+    @field_validator("input_sizes")
+    @classmethod
+    def _sizes_divide_by_32(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [size for size in sizes if size % 32 or size < 32]
         if bad:
-            raise ValueError(f"input_sizes: each must be a multiple of 32 (the coarsest map's stride), got {bad}")
-        return self
+            raise ValueError(f"each must be a multiple of 32 (the coarsest map's stride), got {bad}")
+        return sizes
+
+    def data_problem(self, data, min_size: int) -> tuple[str, str] | None:
+        """Sizes the backbone takes, around the dataset's own; as many anchors as the heads have."""
+        needed = 3 * self.anchors_per_scale
+        if data.anchors.num_anchors != needed:
+            return ("anchors_per_scale", f"3 strides x {self.anchors_per_scale} anchors need {needed}, but dataset "
+                    f"{data.name} makes {data.anchors.num_anchors} (datasets.{data.name}.anchors.num_anchors)")
+        if self.input_sizes and min(self.input_sizes) < min_size:
+            return "input_sizes", f"the backbone needs at least {min_size} px, got {min(self.input_sizes)}"
+        size = data.preprocess.image_size
+        if self.input_sizes and not min(self.input_sizes) <= size <= max(self.input_sizes):
+            return ("input_sizes", f"must reach from below to above dataset {data.name}'s image_size {size} "
+                    f"(it is evaluated and served there), got {list(self.input_sizes)}")
+        return None
