@@ -89,6 +89,17 @@ def test_a_prediction_already_on_a_box_is_not_pushed_down():
     assert counted - ignored == pytest.approx(np.logaddexp(0, 5.0) / (4 * 4 * 3), rel=1e-4)
 
 
+def test_with_an_iou_objectness_target_a_positive_learns_how_well_its_box_fits():
+    gt = np.array([[[0.1, 0.1, 0.5, 0.5, 0]]], "float32")  # the centre cell (1, 1), anchor 5 (0.4 x 0.4)
+    raw = np.zeros((1, 4, 4, 3, 7), "float32")
+    raw[0, 1, 1, 2, :4] = np.log(0.2 / 0.8), np.log(0.2 / 0.8), np.log(0.5), 0.0  # 0.2 x 0.4 at the centre: IoU 0.5
+    only = {"box_weight": 0.0, "class_weight": 0.0, "match_threshold": 0.9}  # one positive: anchor 5
+    raw[0, 1, 1, 2, 4] = 3.0  # a confident positive: pushed up towards 1, or down towards its IoU
+    one, fit = loss_on(raw, gt, **only)[0], loss_on(raw, gt, objectness_target="iou", **only)[0]
+    cell = lambda target: np.logaddexp(0, 3.0) - target * 3.0  # noqa: E731
+    assert fit - one == pytest.approx((cell(0.5) - cell(1.0)) / 48, rel=1e-3)
+
+
 def test_the_batch_mean_is_the_mean_over_positives_and_objectness_over_cells():
     gt = np.array([[[0.1, 0.1, 0.5, 0.5, 0], [0, 0, 0, 0, -1]], [[0.5, 0.1, 0.9, 0.4, 1], [0.1, 0.6, 0.4, 0.9, 0]]],
                   "float32")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -39,6 +39,7 @@ class DetectorConfig(TrainConfig):
     match_threshold: Share = 0.25  # an anchor takes a box when their shapes' IoU reaches this (the best always does)
     ignore_threshold: Share = 0.5  # no objectness loss where a prediction already overlaps a box this much
     objectness_balance: tuple[float, float, float] = (4.0, 1.0, 0.4)  # per stride 8, 16, 32 (YOLOv5's)
+    objectness_target: Literal["one", "iou"] = "one"  # a positive's: 1 (YOLOv3) or its box's IoU (YOLOv5)
     loss_weights: DetectorLossWeights = DetectorLossWeights()
     input_sizes: tuple[int, ...] = (96, 128, 160)  # multi-scale training: a size drawn from these (empty: the data's)...
     size_every: int = Field(10, ge=1)  # ...every this many batches

@@ -70,7 +70,7 @@ class Detector(ModelFamily):
         c, a = self.config, self.config.anchors_per_scale
         losses = {name: ScaleLoss(self.anchors, i * a, a, len(self.classes), c.match_threshold, c.ignore_threshold,
                                   c.loss_weights.box, c.loss_weights.objectness, c.loss_weights.class_,
-                                  c.objectness_balance[i], name=f"{name}_loss")
+                                  c.objectness_balance[i], c.objectness_target, name=f"{name}_loss")
                   for i, name in enumerate(OUTPUTS)}
         # Not XLA-compiled: multi-scale training would compile every step once per input size, for longer than
         # the steps take.

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from visionflow.models.detector.assign import assign_targets
-from visionflow.models.detector.boxes import ciou, decode_boxes, pairwise_iou, per_anchor
+from visionflow.models.detector.boxes import ciou, decode_boxes, iou, pairwise_iou, per_anchor
 
 
 @keras.saving.register_keras_serializable(package="visionflow")
@@ -28,7 +28,8 @@ class ScaleLoss(keras.losses.Loss):
 
     def __init__(self, all_anchors, first: int, num_anchors: int, num_classes: int, match_threshold: float = 0.25,
                  ignore_threshold: float = 0.5, box_weight: float = 1.0, objectness_weight: float = 1.0,
-                 class_weight: float = 0.5, balance: float = 1.0, name: str = "scale_loss", **kwargs):
+                 class_weight: float = 0.5, balance: float = 1.0, objectness_target: str = "one",
+                 name: str = "scale_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.all_anchors = [[float(w), float(h)] for w, h in all_anchors]
         if first < 0 or first + num_anchors > len(self.all_anchors):
@@ -37,6 +38,9 @@ class ScaleLoss(keras.losses.Loss):
         self.match_threshold, self.ignore_threshold = float(match_threshold), float(ignore_threshold)
         self.box_weight, self.class_weight = float(box_weight), float(class_weight)
         self.objectness_weight, self.balance = float(objectness_weight), float(balance)
+        if objectness_target not in ("one", "iou"):
+            raise ValueError(f"objectness_target must be one or iou, got {objectness_target!r}")
+        self.objectness_target = objectness_target
 
     def call(self, y_true, y_pred):
         gt = tf.cast(y_true, tf.float32)
@@ -51,7 +55,10 @@ class ScaleLoss(keras.losses.Loss):
         box = tf.reduce_sum((1 - ciou(boxes, targets["box"])) * positive, axis=[1, 2, 3]) * per_positive
         classes = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets["label"], logits=raw[..., 5:])
         cls = tf.reduce_sum(classes * positive, axis=[1, 2, 3]) * per_positive
-        obj = objectness_loss(raw[..., 4], positive, boxes, gt, self.ignore_threshold) * self.balance
+        target = positive
+        if self.objectness_target == "iou":  # YOLOv5's: a positive's objectness learns how well its box fits
+            target = positive * tf.stop_gradient(tf.maximum(iou(boxes, targets["box"]), 0.0))
+        obj = objectness_loss(raw[..., 4], positive, boxes, gt, self.ignore_threshold, target) * self.balance
         return self.box_weight * box + self.objectness_weight * obj + self.class_weight * cls
 
     def get_config(self):
@@ -59,18 +66,19 @@ class ScaleLoss(keras.losses.Loss):
                 "num_anchors": self.num_anchors, "num_classes": self.num_classes,
                 "match_threshold": self.match_threshold, "ignore_threshold": self.ignore_threshold,
                 "box_weight": self.box_weight, "objectness_weight": self.objectness_weight,
-                "class_weight": self.class_weight, "balance": self.balance}
+                "class_weight": self.class_weight, "balance": self.balance,
+                "objectness_target": self.objectness_target}
 
 
-def objectness_loss(logits, positive, boxes, gt, ignore_threshold: float):
+def objectness_loss(logits, positive, boxes, gt, ignore_threshold: float, target=None):
     """(B,) mean binary cross-entropy over cells and anchors (B, H, W, A).
 
-    Targets are 1 at positives and 0 elsewhere, except that a non-positive prediction whose
+    Targets are ``target`` at positives (default 1) and 0 elsewhere, except that a non-positive prediction whose
     normalised xyxy box already overlaps a ground-truth box of its image with IoU above
     ``ignore_threshold`` is not pushed down: it adds 0 (YOLOv3).
     """
     ignored = overlaps_truth(boxes, gt, ignore_threshold) & (positive == 0)
-    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=positive, logits=logits)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=positive if target is None else target, logits=logits)
     return tf.reduce_mean(tf.where(ignored, 0.0, bce), axis=[1, 2, 3])
 
 
