@@ -32,14 +32,14 @@ class DetectorConfig(TrainConfig):
     dataset: str = "scenes"
     # 1 - 8 objects an image: longer than the one-object families, and boxes need the fine-tuning.
     frozen: PhaseConfig = PhaseConfig(epochs=3, learning_rate=0.003)
-    finetune: PhaseConfig = PhaseConfig(epochs=20, learning_rate=0.001, warmup_epochs=1, schedule="cosine")
+    finetune: PhaseConfig = PhaseConfig(epochs=40, learning_rate=0.001, warmup_epochs=1, schedule="cosine")
     augment: AugmentConfig = AugmentConfig(keep_boxes_whole=False)  # crops may cut boxes: many objects an image
     neck_channels: int = Field(64, ge=8)  # the feature pyramid's width at every stride
     anchors_per_scale: int = Field(3, ge=1)  # the dataset's k-means anchors, smallest to the 1/8 map
     match_threshold: Share = 0.25  # an anchor takes a box when their shapes' IoU reaches this (the best always does)
     ignore_threshold: Share = 0.5  # no objectness loss where a prediction already overlaps a box this much
     objectness_balance: tuple[float, float, float] = (4.0, 1.0, 0.4)  # per stride 8, 16, 32 (YOLOv5's)
-    objectness_target: Literal["one", "iou"] = "one"  # a positive's: 1 (YOLOv3) or its box's IoU (YOLOv5)
+    objectness_target: Literal["one", "iou"] = "iou"  # a positive's: 1 (YOLOv3) or its box's IoU (YOLOv5)
     loss_weights: DetectorLossWeights = DetectorLossWeights()
     input_sizes: tuple[int, ...] = (96, 128, 160)  # multi-scale training: a size drawn from these (empty: the data's)...
     size_every: int = Field(10, ge=1)  # ...every this many batches
