@@ -71,8 +71,9 @@ def tiny_backbone_config(tmp_path):
     weights = tmp_path / "given.weights.h5"
     SPEC.build(32).save_weights(weights)
     shipped = yaml.safe_load(Path("params.yaml").read_text())
+    train = {**shipped["train"], "detector": {**shipped["train"]["detector"], "input_sizes": [32]}}
     return lambda init: parse_config({**shipped, "backbone": {"name": "tiny_test", "width": 1.0, "init": init},
-                                      "preprocess": {**shipped["preprocess"], "image_size": 32}}), weights
+                                      "preprocess": {**shipped["preprocess"], "image_size": 32}, "train": train}), weights
 
 
 def test_initial_backbone_loads_given_weights_and_names_a_file_that_does_not_fit(tiny_backbone_config, tmp_path):
