@@ -15,10 +15,10 @@ import numpy as np
 
 from visionflow.errors import DataError
 from visionflow.layout import anchors_file
+from visionflow.models.backbones import STRIDES
 from visionflow.models.detector.config import DetectorConfig
 from visionflow.models.family import Detections, ModelFamily
 
-STRIDES = (8, 16, 32)
 OUTPUTS = tuple(f"s{stride}" for stride in STRIDES)
 
 
@@ -41,7 +41,7 @@ class Detector(ModelFamily):
         if len(anchors) != needed:
             raise DataError(f"{path}: {len(anchors)} anchors, but the detector needs {needed} "
                             f"({len(STRIDES)} scales x anchors_per_scale {self.config.anchors_per_scale}); "
-                            f"set anchors.num_anchors to {needed} and {hint}")
+                            f"set datasets.{self.config.dataset}.anchors.num_anchors to {needed} and {hint}")
         return anchors
 
     def anchors_by_scale(self) -> list[list[list[float]]]:

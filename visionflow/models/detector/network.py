@@ -12,10 +12,8 @@ import math
 
 import keras
 
-from visionflow.models.backbones import BackboneSpec
+from visionflow.models.backbones import STRIDES, BackboneSpec
 
-STRIDES = (8, 16, 32)
-OUTPUTS = tuple(f"s{stride}" for stride in STRIDES)
 OBJECTNESS_PRIOR = 0.01
 
 
