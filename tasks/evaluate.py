@@ -43,7 +43,8 @@ def run(cfg: Config, model: str) -> None:
         mlflow.log_figure(pr_curve_figure(result.curves, title), "figures/pr_curves.png")
         for name, figure in result.reports.figures.items():
             mlflow.log_figure(figure, f"figures/{name}.png")
-        mlflow.log_image(sample_figure(raw_dir(cfg.family_config(model).dataset), result.ground_truth, result.detections), "figures/test_predictions.png")
+        figure = sample_figure(raw_dir(cfg.family_config(model).dataset), result.ground_truth, result.detections)
+        mlflow.log_image(figure, "figures/test_predictions.png")
 
 
 if __name__ == "__main__":

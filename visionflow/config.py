@@ -308,19 +308,20 @@ def _validate_plugins(cfg: Config, source: str) -> None:
     except RegistryError as e:
         _fail(source, "backbone.name", str(e))
     _check_data(cfg.ingest, cfg.preprocess, spec, cfg.backbone.name, source, "")
+    datasets = {}
     for name in cfg.datasets:  # the top level first: an error there is named there, not in every dataset
         if not DATASET_NAME.fullmatch(name):
             _fail(source, f"datasets.{name}", "a dataset's name may hold only letters, digits, _ and - "
                   "(it names a folder under data/ and its stages)")
-        data = cfg.dataset(name, source)
+        datasets[name] = data = cfg.dataset(name, source)
         _check_data(data.ingest, data.preprocess, spec, cfg.backbone.name, source, f"datasets.{name}.")
     init = cfg.backbone.init
     if init not in ("imagenet", "pretrain", "none") and not Path(init).is_file():
         _fail(source, "backbone.init", f"must be imagenet, pretrain, none or an existing weights file; {init!r} does not exist")
     if init == "imagenet" and not spec.imagenet_weights:
         _fail(source, "backbone.init", f"{cfg.backbone.name} has no ImageNet weights; use pretrain, none or a weights file")
-    _check_dataset_name(cfg, cfg.backbone.pretrain.dataset, source, "backbone.pretrain.dataset")
-    _check_families(cfg, spec.min_size, source)
+    _check_dataset_name(datasets, cfg.backbone.pretrain.dataset, source, "backbone.pretrain.dataset")
+    _check_families(cfg, datasets, spec.min_size, source)
 
 
 def _fail(source: str, key: str, msg: str):
@@ -346,12 +347,12 @@ def _check_data(ingest: IngestConfig, preprocess: PreprocessConfig, spec, backbo
         _fail(source, f"{prefix}preprocess.image_size", f"{backbone} needs at least {spec.min_size}, got {preprocess.image_size}")
 
 
-def _check_dataset_name(cfg: Config, name: str, source: str, key: str) -> None:
-    if name not in cfg.datasets:
-        _fail(source, key, f"{name!r} is not a dataset (datasets: {', '.join(cfg.datasets)})")
+def _check_dataset_name(datasets: dict, name: str, source: str, key: str) -> None:
+    if name not in datasets:
+        _fail(source, key, f"{name!r} is not a dataset (datasets: {', '.join(datasets)})")
 
 
-def _check_families(cfg: Config, min_size: int, source: str) -> None:
+def _check_families(cfg: Config, datasets: dict[str, DatasetConfig], min_size: int, source: str) -> None:
     from visionflow.models.family_configs import family_config_class
     from visionflow.registry import RegistryError
 
@@ -363,8 +364,8 @@ def _check_families(cfg: Config, min_size: int, source: str) -> None:
         except RegistryError as e:
             _fail(source, f"train.{family}", str(e))
         family_cfg = _validate(config_class, section or {}, source, f"train.{family}.")
-        _check_dataset_name(cfg, family_cfg.dataset, source, f"train.{family}.dataset")
-        problem = family_cfg.data_problem(cfg.dataset(family_cfg.dataset, source), min_size)
+        _check_dataset_name(datasets, family_cfg.dataset, source, f"train.{family}.dataset")
+        problem = family_cfg.data_problem(datasets[family_cfg.dataset], min_size)
         if problem:
             _fail(source, f"train.{family}.{problem[0]}", problem[1])
 

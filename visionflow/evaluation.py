@@ -52,7 +52,9 @@ def stack_batches(batches: list[dict]) -> dict[str, np.ndarray]:
 def predict_split(model, family: ModelFamily, split: str, batch_size: int) -> SplitPredictions:
     """The saved model (raw pixels in) on a split of its family's dataset, as the pipeline fits them to its input."""
     outputs, targets, metas = [], [], []
-    for x, y, meta in model_dataset(processed_dir(family.config.dataset), split, batch_size, lambda x: x, family.targets, with_meta=True):
+    batches = model_dataset(processed_dir(family.config.dataset), split, batch_size, lambda x: x, family.targets,
+                            with_meta=True)
+    for x, y, meta in batches:
         outputs.append(model.predict_on_batch(x))
         targets.append(y)
         metas.append(meta)

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from visionflow.boxes import convert_boxes, denormalize_boxes
+from visionflow.data.resize import FULL_WINDOW
 from visionflow.metrics.coco import evaluate_coco
+from visionflow.metrics.detections import coco_results
 
 SIDE = 1000.0
 
 
 def input_frame_ap(truth: np.ndarray, detections: list, num_classes: int) -> dict[str, float]:
     """``truth`` (N, M, 5) ``[x1, y1, x2, y2, label]`` normalised, label -1 for padding; one ``Detections`` per image."""
+    ids = np.arange(1, len(truth) + 1)
     categories = [{"id": c + 1, "name": str(c)} for c in range(num_classes)]
-    images = [{"id": i + 1, "width": SIDE, "height": SIDE} for i in range(len(truth))]
-    annotations = [{"id": k + 1, "image_id": i + 1, "category_id": int(label) + 1, "bbox": _xywh(box),
-                    "area": float(np.prod(_xywh(box)[2:])), "iscrowd": 0}
-                   for k, (i, box, label) in enumerate((i, row[:4], row[4]) for i, rows in enumerate(truth)
-                                                        for row in rows if row[4] >= 0)]
-    results = [{"image_id": i + 1, "category_id": int(c) + 1, "bbox": _xywh(box), "score": float(s)}
-               for i, d in enumerate(detections) for box, c, s in zip(d.boxes_xyxy_norm, d.classes, d.scores)]
-    gt = {"images": images, "annotations": annotations, "categories": categories}
-    return evaluate_coco(gt, results).stats
-
-
-def _xywh(box_norm) -> list[float]:
-    x1, y1, x2, y2 = (float(v) * SIDE for v in box_norm)
-    return [x1, y1, x2 - x1, y2 - y1]
+    images = [{"id": int(i), "width": SIDE, "height": SIDE} for i in ids]
+    annotations = []
+    for image_id, rows in zip(ids, truth):
+        rows = rows[rows[:, 4] >= 0]
+        for box, label in zip(convert_boxes(denormalize_boxes(rows[:, :4], SIDE, SIDE), "xyxy", "xywh"), rows[:, 4]):
+            annotations.append({"id": len(annotations) + 1, "image_id": int(image_id), "category_id": int(label) + 1,
+                                "bbox": box.tolist(), "area": float(box[2] * box[3]), "iscrowd": 0})
+    results = coco_results(ids, detections, np.tile(FULL_WINDOW, (len(truth), 1)),
+                           {int(i): (SIDE, SIDE) for i in ids}, [c["id"] for c in categories])
+    return evaluate_coco({"images": images, "annotations": annotations, "categories": categories}, results).stats
