@@ -1,4 +1,4 @@
-"""Everything MLflow: where runs go, the pipeline's parent run, and one child run per stage.
+"""Runs: where they go, the pipeline's parent run, and one child run per stage.
 
 The tracking URI comes from ``MLFLOW_TRACKING_URI``; without it, runs go to
 ``mlflow.db`` (SQLite) with artifacts in ``mlartifacts/``, both in the project root.
@@ -80,53 +80,3 @@ def pipeline_run(experiment: str, root: Path = Path("."), run_name: str = "pipel
                 os.environ.pop(PARENT_RUN_ENV, None)
             else:
                 os.environ[PARENT_RUN_ENV] = previous
-
-
-def keras_callback(phase: str):
-    """MLflow's Keras callback, made fit for several ``fit`` calls in one run.
-
-    Per-epoch metrics use the Keras epoch as step, so a phase started with
-    ``initial_epoch`` continues the curve. The optimizer's params are prefixed with the
-    phase (MLflow refuses to change a param), and the stock ``on_test_end`` logging,
-    which repeats step 0, is dropped: validation metrics already come per epoch.
-    """
-    import mlflow.keras
-
-    class PhaseCallback(mlflow.keras.MlflowCallback):
-        def on_train_begin(self, logs=None):
-            config = self.model.optimizer.get_config()
-            keep = ("name", "learning_rate", "momentum", "clipnorm", "beta_1", "beta_2")
-            mlflow.log_params({f"{phase}.optimizer.{k}": config[k] for k in keep if k in config})
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs:
-                mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
-
-        def on_test_end(self, logs=None):
-            pass
-
-    return PhaseCallback()
-
-
-def serving_requirements() -> list[str]:
-    """What a saved model needs to be served: the Keras and TensorFlow that wrote it.
-
-    Stated, not inferred: MLflow's inference loads the model again in a subprocess, which
-    cost about 10 s per logged model here and can only find these two.
-    """
-    import keras
-    import tensorflow as tf
-
-    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
-
-
-def log_keras_model(model, sample_inputs, name: str = "model", registered_model_name: str | None = None,
-                    metadata: dict | None = None):
-    """Log ``model`` in the Keras flavour with a signature inferred from a real batch (and its model card)."""
-    import mlflow.keras
-    from mlflow.models import infer_signature
-
-    outputs = model.predict(sample_inputs, verbose=0)
-    signature = infer_signature(sample_inputs, {k: v for k, v in outputs.items()})
-    return mlflow.keras.log_model(model, name=name, signature=signature, pip_requirements=serving_requirements(),
-                                  registered_model_name=registered_model_name, metadata=metadata)
