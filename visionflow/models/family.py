@@ -97,6 +97,16 @@ class ModelFamily(ABC):
         """Curves, tables and figures of its own; a family that localizes gets COCO's PR curves without them."""
         return Reports()
 
+    def evidence(self, truth: dict, detections: list[dict]):
+        """Per test image, what the headline metric needs, for the promotion gate's paired bootstrap.
+
+        The default is COCO AP at IoU 0.5 of the detections; a family whose headline is a
+        mean over images returns :class:`visionflow.metrics.evidence.ImageMeans`.
+        """
+        from visionflow.metrics.evidence import detection_ap
+
+        return detection_ap(truth, detections)
+
 
 FAMILIES: Registry[type[ModelFamily]] = Registry(
     "families", lazy={"localizer": "visionflow.models.localizer.family:Localizer",

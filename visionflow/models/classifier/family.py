@@ -64,3 +64,9 @@ class Classifier(ModelFamily):
             tables={"confusion": confusion_rows(labels, predicted, self.classes), "reliability": reliability},
             figures={"confusion_matrix": confusion_matrix_figure(matrix, self.classes, "classifier, test split"),
                      "reliability": reliability_diagram(reliability, ece, "classifier, test split")})
+
+    def evidence(self, truth: dict, detections: list[dict]):
+        """Per test image, whether its best class is right: the headline is their mean."""
+        from visionflow.metrics.evidence import top_class_correct
+
+        return top_class_correct(truth, detections)

@@ -68,3 +68,9 @@ class Localizer(ModelFamily):
                "mean_iou": float(np.mean(ious))}
         out.update({f"share_iou_ge_{t:g}": float(np.mean(ious >= t)) for t in iou_thresholds})
         return out
+
+    def evidence(self, truth: dict, detections: list[dict]):
+        """Per test image, its box's IoU: the headline is their mean."""
+        from visionflow.metrics.evidence import top_box_iou
+
+        return top_box_iou(truth, detections)
