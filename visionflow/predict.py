@@ -2,15 +2,19 @@
 
 The model is a ``.keras`` file with its model card beside it (``model.json``, see
 :mod:`visionflow.models.card`) or an MLflow model URI (``runs:/…``, ``models:/name@alias``),
-whose card is the logged model's metadata. Each image is fitted to the model's input as
-in training (stretched or letterboxed), and the saved model (which reads raw pixels) runs; the family decodes its outputs, and the
-boxes move back to the original image.
+whose card is the logged model's metadata (a Keras-flavour log, or the pyfunc model of
+:mod:`visionflow.tracking.pyfunc`, whose artifacts hold the ``.keras`` file). Each image is
+fitted to the model's input as in training (stretched or letterboxed), and the saved model
+(which reads raw pixels) runs; the family decodes its outputs, and the boxes move back to
+the original image. :func:`predict_pixels` does this for pixels already in memory; the
+pyfunc model serves through it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -53,7 +57,7 @@ def _from_mlflow(uri: str) -> tuple[Path, ModelCard]:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except (MlflowException, OSError) as e:
         raise DataError(f"{uri}: the model URI does not resolve ({str(e).splitlines()[0]})") from None
-    keras_files = sorted(local.rglob("*.keras"))
+    keras_files = sorted(local.rglob("*.keras"))  # data/ of the Keras flavour, artifacts/ of the pyfunc model
     if not keras_files:
         raise DataError(f"{uri}: no Keras model in it")
     return keras_files[0], ModelCard.from_dict(Model.load(local).metadata or {}, uri)
@@ -73,11 +77,13 @@ def image_files(inputs: list[str]) -> list[str]:
     return found
 
 
-def read_rgb(given: str) -> np.ndarray:
+def read_rgb(given: str, source: BinaryIO | None = None) -> np.ndarray:
+    """The RGB pixels (uint8, height x width x 3) of the image file ``given``, or of ``source`` (an encoded
+    image in a file object), which errors call ``given``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(given) as image:
+        with Image.open(given if source is None else source) as image:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{given}: not an image ({e.__class__.__name__})") from None
@@ -93,8 +99,13 @@ def model_input(pixels: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.nda
     return np.asarray(fitted, np.float32), window
 
 
-def predict_files(loaded: LoadedModel, files: list[str], batch_size: int = 16) -> list[dict]:
-    """COCO results for ``files`` (``image_id`` numbers them from 1), with ``category_name`` and ``file_name``."""
+def predict_pixels(loaded: LoadedModel, pixels: list[np.ndarray], batch_size: int = 16,
+                   first_id: int = 1) -> list[dict]:
+    """COCO results, with ``category_name``, for RGB images (uint8, height x width x 3, any size).
+
+    ``image_id`` numbers the images from ``first_id``; each box is pixel ``[x, y, w, h]`` in
+    its own image.
+    """
     from visionflow.metrics.detections import coco_results
     from visionflow.models.family import FAMILIES
 
@@ -102,16 +113,25 @@ def predict_files(loaded: LoadedModel, files: list[str], batch_size: int = 16) -
     family_class = FAMILIES.get(card.family)
     family = family_class(family_class.Config(), card.classes)
     results = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        pixels = [read_rgb(f) for f in chunk]
-        inputs, windows = zip(*(model_input(p, card) for p in pixels))
+    for start in range(0, len(pixels), batch_size):
+        chunk = pixels[start:start + batch_size]
+        inputs, windows = zip(*(model_input(p, card) for p in chunk))
         outputs = loaded.keras_model.predict_on_batch(np.stack(inputs))
-        ids = np.arange(start + 1, start + len(chunk) + 1)
-        sizes = {int(i): (p.shape[1], p.shape[0]) for i, p in zip(ids, pixels)}
+        ids = np.arange(first_id + start, first_id + start + len(chunk))
+        sizes = {int(i): (p.shape[1], p.shape[0]) for i, p in zip(ids, chunk)}
         results += coco_results(ids, family.decode(outputs), np.stack(windows), sizes, card.category_ids)
     for det in results:
         det["category_name"] = card.classes[card.category_ids.index(det["category_id"])]
+    return results
+
+
+def predict_files(loaded: LoadedModel, files: list[str], batch_size: int = 16) -> list[dict]:
+    """COCO results for ``files`` (``image_id`` numbers them from 1), with ``category_name`` and ``file_name``."""
+    results = []
+    for start in range(0, len(files), batch_size):  # a batch of files in memory at a time
+        chunk = files[start:start + batch_size]
+        results += predict_pixels(loaded, [read_rgb(f) for f in chunk], batch_size, first_id=start + 1)
+    for det in results:
         det["file_name"] = files[det["image_id"] - 1]
     return results
 

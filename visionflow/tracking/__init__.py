@@ -2,7 +2,10 @@
 
 - :mod:`.runs`: where runs go, the pipeline's parent run, one child run per stage;
 - :mod:`.callback`: the Keras callback that logs each epoch;
-- :mod:`.models`: logging a saved model with its signature and card.
+- :mod:`.models`: logging a saved model with its signature and card;
+- :mod:`.pyfunc`: the saved model as a pyfunc model, raw images in, detections out (what is served).
+  Imported from there, not re-exported here: it runs ``visionflow.predict`` and the families, and
+  every stage imports this package, so each stage would depend on that code (tests/test_dvc_deps.py).
 """
 
 from visionflow.tracking.callback import keras_callback
