@@ -98,6 +98,57 @@ def test_learning_rate_warms_up_then_decays():
                                        0.3 * 0.5 * (1 + np.cos(np.pi * 3 / 4))], rtol=1e-9)
 
 
+def test_inverse_time_decay_is_legacy_keras_decay_per_optimizer_step():
+    """Géron's ``SGD(lr=0.2, decay=0.01)``: lr / (1 + decay * iterations), the iterations counted from 0."""
+    from visionflow.config import PhaseConfig
+    from visionflow.training import phase_learning_rate
+
+    phase = PhaseConfig(epochs=3, optimizer="sgd", learning_rate=0.2, schedule="inverse_time", decay=0.01)
+    rates = [phase_learning_rate(phase, epoch, step, steps_per_epoch=4) for epoch in range(3) for step in range(4)]
+    np.testing.assert_allclose(rates[:3], [0.2, 0.2 / 1.01, 0.2 / 1.02], rtol=1e-12)
+    assert rates[11] == pytest.approx(0.2 / 1.11, rel=1e-12)  # epoch 2, its batch 3: step 11
+    keras_own = keras.optimizers.schedules.InverseTimeDecay(0.2, decay_steps=1, decay_rate=0.01)
+    np.testing.assert_allclose(rates, [float(keras_own(t)) for t in range(12)], rtol=1e-6)
+    warm = PhaseConfig(epochs=3, learning_rate=0.2, schedule="inverse_time", decay=0.5, warmup_epochs=1)
+    assert [phase_learning_rate(warm, e, s, 4) for e, s in ((0, 3), (1, 0), (1, 1), (2, 3))] == pytest.approx(
+        [0.1, 0.2, 0.2 / 1.5, 0.2 / 4.5], rel=1e-12)  # the decay counts steps from the warm-up's end
+
+
+def test_a_decay_without_inverse_time_is_a_one_line_error():
+    from visionflow.config import ConfigError, PhaseConfig, _validate
+
+    with pytest.raises(ConfigError, match=r"^params.yaml: train.x.frozen: decay: only schedule inverse_time reads it"):
+        _validate(PhaseConfig, {"epochs": 1, "learning_rate": 0.1, "decay": 0.01}, "params.yaml", "train.x.frozen.")
+    with pytest.raises(ConfigError, match="train.x.frozen.decay: Input should be greater than or equal to 0"):
+        _validate(PhaseConfig, {"epochs": 1, "learning_rate": 0.1, "schedule": "inverse_time", "decay": -1},
+                  "params.yaml", "train.x.frozen.")
+
+
+def test_inverse_time_sets_every_batch_rate_and_resumes_at_its_step(tmp_path):
+    config = LocalizerConfig(frozen={"epochs": 1, "optimizer": "sgd", "learning_rate": 0.05},
+                             finetune={"epochs": 3, "optimizer": "sgd", "learning_rate": 0.05,
+                                       "schedule": "inverse_time", "decay": 0.5},
+                             batch_size=16, class_head="avg", box_head="pooled", class_gradient=1.0)
+    fam, used = Localizer(config, ["a", "b", "c"]), []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):  # after the schedule's: the rate this batch runs at
+            used.append(float(self.model.optimizer.learning_rate.numpy()))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2 and len(used) == 12:
+                raise KeyboardInterrupt("power cut")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_two_phase(fam, *build(fam), batches_from(), STEPS, None, tmp_path / "ckpt", "f1", lambda p: [Probe()])
+    history = train_two_phase(fam, *build(fam), batches_from(), STEPS, None, tmp_path / "ckpt", "f1",
+                              lambda p: [Probe()])
+    decayed = [0.05 / (1 + 0.5 * t) for t in range(12)]  # the fine-tune's steps 0-7, then resumed at step 8
+    np.testing.assert_allclose(used, [0.05] * 4 + decayed, rtol=1e-6)
+    np.testing.assert_allclose([row["learning_rate"] for row in history], [0.05, decayed[3], decayed[7], decayed[11]],
+                               rtol=1e-6)  # each epoch logs its last batch's rate
+
+
 def test_a_changed_fingerprint_starts_over(tmp_path):
     fam, ran = family(1, 0), []
     probe = lambda phase: [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ran.append(epoch))]  # noqa: E731

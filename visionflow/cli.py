@@ -76,6 +76,15 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preset(args: argparse.Namespace) -> int:
+    from visionflow.presets import apply_preset
+
+    cfg = apply_preset(args.name, args.params)
+    print(f"{args.params}: preset {args.name} applied (source {cfg.ingest.source}, backbone {cfg.backbone.name}, "
+          f"init {cfg.backbone.init}, datasets {', '.join(cfg.datasets)}, models {', '.join(cfg.models)})")
+    return 0
+
+
 def _repro(args: argparse.Namespace) -> int:
     from visionflow.dvc_stages import environment_with_this_python
 
@@ -118,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--min-score", type=float, default=0.0,
                          help="leave out detections scoring below this (default 0: all, as mAP needs them)")
     predict.set_defaults(func=_predict)
+    preset = sub.add_parser("preset", help="merge presets/NAME.yaml (beside params.yaml) into params.yaml, key by "
+                                           "key (null deletes a key); checked before it is written")
+    preset.add_argument("name", help="a preset, e.g. tf_flowers (Géron's chapter-14 recipe)")
+    preset.add_argument("--params", default="params.yaml", help="the params file to change (default params.yaml)")
+    preset.set_defaults(func=_preset)
     # All after "repro" is dvc's (`visionflow repro -h` is dvc repro's help); see main().
     repro = sub.add_parser("repro", help="dvc repro [args] with this environment's python first on PATH, so stages "
                                          "run with it; exits with dvc's exit code")

@@ -103,14 +103,26 @@ class BackboneConfig(Section):
 
 
 class PhaseConfig(Section):
-    """One training phase. ``warmup_epochs`` count within ``epochs``."""
+    """One training phase. ``warmup_epochs`` count within ``epochs``.
+
+    ``inverse_time`` is legacy Keras's ``decay`` (Géron's ``SGD(lr=0.2, decay=0.01)``): the rate at the
+    phase's optimizer step t (from 0, counted from the warm-up's end) is learning_rate / (1 + decay * t).
+    """
 
     epochs: int = Field(..., ge=0)
     optimizer: Literal["sgd", "adam"] = "adam"
     learning_rate: float = Field(..., gt=0)
-    schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 over the phase
+    # cosine: decays to 0 over the phase; inverse_time: learning_rate / (1 + decay * step)
+    schedule: Literal["constant", "cosine", "inverse_time"] = "constant"
+    decay: float = Field(0.0, ge=0)  # inverse_time only: per optimizer step
     warmup_epochs: int = Field(0, ge=0)  # ramp up linearly to learning_rate over the phase's first epochs
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
+
+    @model_validator(mode="after")
+    def _decay_needs_inverse_time(self) -> "PhaseConfig":
+        if self.decay and self.schedule != "inverse_time":
+            raise ValueError(f"decay: only schedule inverse_time reads it (schedule is {self.schedule})")
+        return self
 
 
 class TrainConfig(Section):

@@ -80,25 +80,58 @@ class ResumeState:
         return sorted({row["epoch"]: row for row in rows}.values(), key=lambda row: row["epoch"])
 
 
-def learning_rate_schedule(phase: PhaseConfig, first_epoch: int):
-    """The phase's learning rate per epoch: a linear warm-up, then constant or a cosine decay towards 0.
+def phase_learning_rate(phase: PhaseConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """The rate ``step`` batches into the phase's ``epoch`` (both from 0 within the phase).
 
-    The warm-up spares a freshly unfrozen backbone the full rate while the new heads'
-    gradients are still large. Keyed on the epoch number, not the optimizer's step
-    count, so a resumed phase picks the schedule up where it stopped; the rate is
-    logged with the epoch's metrics.
+    A linear warm-up, then constant, a cosine decay towards 0 over the rest of the phase
+    (per epoch), or inverse-time decay per optimizer step, counted from the warm-up's end.
     """
     warmup = min(phase.warmup_epochs, phase.epochs - 1)
+    if epoch < warmup:
+        return phase.learning_rate * (epoch + 1) / (warmup + 1)
+    if phase.schedule == "constant":
+        return phase.learning_rate
+    if phase.schedule == "inverse_time":
+        return inverse_time_rate(phase.learning_rate, phase.decay, (epoch - warmup) * steps_per_epoch + step)
+    return phase.learning_rate * 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / (phase.epochs - warmup)))
 
-    def rate(epoch: int, _current: float) -> float:
-        k = epoch - first_epoch
-        if k < warmup:
-            return phase.learning_rate * (k + 1) / (warmup + 1)
-        if phase.schedule == "constant":
-            return phase.learning_rate
-        return phase.learning_rate * 0.5 * (1 + math.cos(math.pi * (k - warmup) / (phase.epochs - warmup)))
 
-    return keras.callbacks.LearningRateScheduler(rate)
+def inverse_time_rate(learning_rate: float, decay: float, step: int) -> float:
+    """Legacy Keras's ``decay`` (as ``SGD(lr, decay=...)`` had it): the rate at optimizer step ``step`` (from 0)."""
+    return learning_rate / (1 + decay * step)
+
+
+class StepSchedule(keras.callbacks.Callback):
+    """Sets the rate before every batch (for schedules that change within an epoch) and logs the last one."""
+
+    def __init__(self, phase: PhaseConfig, first_epoch: int, steps_per_epoch: int):
+        super().__init__()
+        self.phase, self.first_epoch, self.steps_per_epoch = phase, first_epoch, steps_per_epoch
+        self.epoch = first_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = phase_learning_rate(self.phase, self.epoch - self.first_epoch, batch,
+                                                                 self.steps_per_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def learning_rate_schedule(phase: PhaseConfig, first_epoch: int, steps_per_epoch: int = 1):
+    """The phase's learning-rate callback (see :func:`phase_learning_rate`).
+
+    The warm-up spares a freshly unfrozen backbone the full rate while the new heads'
+    gradients are still large. Keyed on the epoch (and batch) number, not the
+    optimizer's step count, so a resumed phase picks the schedule up where it stopped;
+    the rate is logged with the epoch's metrics.
+    """
+    if phase.schedule == "inverse_time":
+        return StepSchedule(phase, first_epoch, steps_per_epoch)
+    return keras.callbacks.LearningRateScheduler(lambda epoch, _lr: phase_learning_rate(phase, epoch - first_epoch))
 
 
 def train_two_phase(family, model, backbone, train_from: Callable[[int], object], steps_per_epoch: int, valid_ds,
@@ -120,7 +153,7 @@ def train_two_phase(family, model, backbone, train_from: Callable[[int], object]
             model.load_weights(state.weights_path(phase.name))
         elif phase.config.epochs > 0:
             backup = keras.callbacks.BackupAndRestore(str(state.dir / phase.name))
-            schedule = learning_rate_schedule(phase.config, epoch)
+            schedule = learning_rate_schedule(phase.config, epoch, steps_per_epoch)
             model.fit(train_from(state.resume_epoch(phase.name, epoch)), steps_per_epoch=steps_per_epoch,
                       validation_data=valid_ds, initial_epoch=epoch, epochs=end, verbose=2,
                       callbacks=[backup, schedule, recorder, *callbacks_for_phase(phase.name)])
