@@ -15,7 +15,8 @@ from visionflow.evaluation import PR_IOU, evaluate_model, sample_figure
 from visionflow.figures import pr_curve_figure
 from visionflow.io import atomic_dir, write_csv, write_json
 from visionflow.layout import model_metrics, model_plots, model_reports, raw_dir
-from visionflow.tracking import stage_run
+from visionflow.tracking.datasets import log_splits
+from visionflow.tracking.runs import stage_run
 
 
 def write_pr_curves(curves: dict, out_dir: Path) -> None:
@@ -26,8 +27,9 @@ def write_pr_curves(curves: dict, out_dir: Path) -> None:
 
 
 def run(cfg: Config, model: str) -> None:
-    stage = f"evaluate@{model}"
-    with stage_run(stage, cfg.tracking.experiment, {"evaluate": cfg.evaluate.model_dump()}, dvc_tags(stage)):
+    stage, tags = f"evaluate@{model}", dvc_tags(f"evaluate@{model}")
+    with stage_run(stage, cfg.tracking.experiment, {"evaluate": cfg.evaluate.model_dump()}, tags):
+        log_splits(cfg.family_config(model).dataset, tags, ("test",))
         result = evaluate_model(cfg, model)
         for warning in result.coco.warnings if result.coco else ():
             print(f"warning: {warning}")

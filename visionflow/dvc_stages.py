@@ -48,14 +48,16 @@ def environment_with_this_python() -> dict[str, str]:
     return env
 
 
-def repro_stage(stage: str, root: Path, force: bool = False, on_line=None) -> StageResult:
+def repro_stage(stage: str, root: Path, force: bool = False, on_line=None,
+                env: dict[str, str] | None = None) -> StageResult:
     """``dvc repro --single-item <stage>``: run it if anything it depends on changed.
 
-    ``on_line`` receives each line of output as it comes (training progress, say).
+    ``on_line`` receives each line of output as it comes (training progress, say);
+    ``env`` is added to the stage's environment (the parent run's id, say).
     """
     cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=environment_with_this_python())
+                            env={**environment_with_this_python(), **(env or {})})
     lines = []
     for line in proc.stdout:
         lines.append(line)

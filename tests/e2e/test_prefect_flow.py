@@ -153,10 +153,15 @@ def test_one_parent_run_with_a_child_per_stage(first):
     assert len(parent.data.tags["git.commit"]) == 40
     assert parent.data.metrics["localizer/test_accuracy"] == 0.75  # from the metrics file evaluate wrote
     assert parent.data.params == {key: str(value) for key, value in first.config.items()}  # to compare runs
+    assert parent.data.tags["mlflow.runName"] == f"4 stages @ {parent.data.tags['git.commit'][:7]}"
+    assert parent.data.tags["visionflow.noop"] == "false"
+    flow_run_id = parent.data.tags["prefect.flow_run_id"]
+    assert str(first.result["flow_run_id"]) == flow_run_id
     assert child_stages(first) == sorted(GRAPH)
     for child in first.children:
         assert child.info.status == "FINISHED"
         assert child.data.tags["git.commit"] == parent.data.tags["git.commit"]
+        assert child.data.tags["prefect.flow_run_id"] == flow_run_id  # passed to the stage's own process
         assert set(child.data.params) == set(GRAPH[child.data.tags["visionflow.stage"]][1])
 
 
@@ -166,6 +171,9 @@ def test_a_second_run_skips_every_stage_and_logs_no_child(first, second):
     assert second.parent.info.run_id == second.result["mlflow_run_id"]
     assert second.parents_so_far == first.parents_so_far + 1
     assert second.children == []
+    tags = second.parent.data.tags
+    assert tags["visionflow.noop"] == "true" and tags["mlflow.runName"].startswith("no-op @ ")
+    assert second.parent.data.metrics == {}  # no stale test metrics logged as new
 
 
 def test_a_changed_param_reruns_only_the_stages_downstream(reseeded):
