@@ -49,7 +49,7 @@ def test_null_deletes_a_mapping_merges_and_anything_else_replaces(project):
     assert "  class_head: avg          # avg (Géron) | max | attention" in text  # params.yaml's note stays
     assert text.startswith("# One section per stage")  # and its header
     assert "(localizer, classifier)\n\nbackbone:" in text  # the blank lines after a deleted last entry stay
-    assert "    top_k: 3                 # the top-k accuracy reported\n\nevaluate:" in text
+    assert "    top_k: 3                 # the top-k accuracy reported\n\ncompute:" in text
 
 
 def test_the_chapters_preset_gives_a_valid_params_yaml_and_applies_twice_the_same(project):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from visionflow.data.augment_config import AugmentConfig
 
@@ -123,6 +123,30 @@ class PhaseConfig(Section):
         if self.decay and self.schedule != "inverse_time":
             raise ValueError(f"decay: only schedule inverse_time reads it (schedule is {self.schedule})")
         return self
+
+
+def _on_off(value):
+    """YAML 1.1 (PyYAML) reads an unquoted ``on`` / ``off`` as true / false: take them as meant."""
+    return {True: "on", False: "off"}[value] if isinstance(value, bool) else value
+
+
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]
+
+
+class ComputeConfig(Section):
+    """How training uses the devices it sees (see :mod:`visionflow.models.devices`); ``auto``: on with a GPU.
+
+    ``mixed_precision``: layers compute in float16, variables and the output layers stay
+    float32. ``xla``: XLA-compile the training step; ``auto`` leaves it to each family's
+    compile (Keras: on with one GPU, off on CPUs and with several replicas; the detector
+    opts out), ``on`` forces it where a single replica trains.
+    """
+
+    mixed_precision: Switch = "auto"
+    xla: Switch = "auto"
+    # TensorFlow's op determinism while training: a stage run twice on the same inputs gives
+    # the same model (what `visionflow reproduce` checks) on the same machine and build
+    deterministic: bool = True
 
 
 class TrainConfig(Section):
@@ -255,6 +279,7 @@ class Config(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     photos: PhotosConfig = PhotosConfig()
     robustness: RobustnessConfig = RobustnessConfig()
+    compute: ComputeConfig = ComputeConfig()  # devices, float16, XLA: train@<family>
 
     @property
     def models(self) -> list[str]:

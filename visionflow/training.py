@@ -136,10 +136,13 @@ def learning_rate_schedule(phase: PhaseConfig, first_epoch: int, steps_per_epoch
 
 def train_two_phase(family, model, backbone, train_from: Callable[[int], object], steps_per_epoch: int, valid_ds,
                     checkpoint_dir: Path, fingerprint: str,
-                    callbacks_for_phase: Callable[[str], list] = lambda phase: []) -> list[dict]:
+                    callbacks_for_phase: Callable[[str], list] = lambda phase: [],
+                    jit_compile: bool | None = None) -> list[dict]:
     """Fit ``model`` phase by phase; returns one row of metrics per epoch, those of earlier runs included.
 
     ``train_from(epoch)`` gives the training batches from that epoch on, without end.
+    ``jit_compile`` True or False overrides the family's compile (XLA or not); None keeps it.
+    Under a ``tf.distribute`` strategy, call it inside ``strategy.scope()``: the optimizer is made here.
     """
     state = ResumeState(checkpoint_dir, fingerprint)
     recorder = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: state.record_epoch(epoch, logs or {}))
@@ -148,6 +151,8 @@ def train_two_phase(family, model, backbone, train_from: Callable[[int], object]
         set_backbone_trainable(backbone, phase.backbone_trainable)
         family.compile(model, make_optimizer(phase.config.optimizer, phase.config.learning_rate,
                                              phase.config.momentum))
+        if jit_compile is not None:
+            model.jit_compile = jit_compile
         end = epoch + phase.config.epochs
         if state.done(phase.name):
             model.load_weights(state.weights_path(phase.name))

@@ -17,7 +17,7 @@ def build_classifier(spec: BackboneSpec, image_size: int, num_classes: int, widt
     features = backbone(inputs, training=False)
     pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
     pooled = pool(name="class_pool")(features)
-    probs = keras.layers.Dense(num_classes, activation="softmax", name="class")(pooled)
+    probs = keras.layers.Dense(num_classes, activation="softmax", name="class", dtype="float32")(pooled)  # any policy
     return keras.Model(inputs, {"class": probs}, name="classifier"), backbone
 
 

@@ -55,6 +55,8 @@ def build_detector(spec: BackboneSpec, num_classes: int, width: float = 1.0, bac
     pyramid = feature_pyramid(dict(zip(STRIDES, levels)), neck_channels)
     size = anchors_per_scale * (5 + num_classes)
     bias = keras.initializers.Constant(head_bias(anchors_per_scale, num_classes))
-    outputs = {f"s{stride}": keras.layers.Conv2D(size, 1, bias_initializer=bias, name=f"s{stride}")(pyramid[stride])
+    # float32 under any dtype policy: the loss and the decoder exponentiate these raw values
+    outputs = {f"s{stride}": keras.layers.Conv2D(size, 1, bias_initializer=bias, name=f"s{stride}",
+                                                 dtype="float32")(pyramid[stride])
                for stride in STRIDES}
     return keras.Model(inputs, outputs, name="detector"), backbone

@@ -9,7 +9,8 @@ packages add heads through the ``visionflow.class_heads`` and ``visionflow.box_h
 entry-point groups (see :mod:`visionflow.models.localizer.config`).
 
 Every head is built from stock Keras layers, so a saved localizer loads with plain
-Keras, without visionflow installed.
+Keras, without visionflow installed. The last layers, ``class`` and ``box``, compute in
+float32 whatever the dtype policy (under mixed precision the rest computes in float16).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class BoxHeadOutput:
 
 
 def _softmax_out(pooled, num_classes: int):
-    return L.Dense(num_classes, activation="softmax", name="class")(pooled)
+    return L.Dense(num_classes, activation="softmax", name="class", dtype="float32")(pooled)
 
 
 def avg_class_head(maps: FeatureMaps, num_classes: int, where=None):
@@ -74,14 +75,15 @@ def _weighted_sum(per_cell, where, name: str):
 
 def pooled_box_head(maps: FeatureMaps, num_classes: int):
     """Géron's head: global average pooling, then 4 linear outputs. Pooling discards where things are."""
-    return BoxHeadOutput(L.Dense(4, name="box")(L.GlobalAveragePooling2D(name="box_pool")(maps.coarse)))
+    pooled = L.GlobalAveragePooling2D(name="box_pool")(maps.coarse)
+    return BoxHeadOutput(L.Dense(4, name="box", dtype="float32")(pooled))
 
 
 def flatten_box_head(maps: FeatureMaps, num_classes: int, channels: int = 32, hidden: int = 256):
     """Keep the map's layout: a 1x1 convolution narrows it, a ReLU layer reads it flattened, 4 linear outputs."""
     narrow = L.Conv2D(channels, 1, activation="relu", name="box_conv")(maps.coarse)
     hidden_out = L.Dense(hidden, activation="relu", name="box_hidden")(L.Flatten(name="box_flatten")(narrow))
-    return BoxHeadOutput(L.Dense(4, name="box")(hidden_out))
+    return BoxHeadOutput(L.Dense(4, name="box", dtype="float32")(hidden_out))
 
 
 def attention_box_head(maps: FeatureMaps, num_classes: int, channels: int = 96, depth: int = 2):
@@ -112,4 +114,4 @@ def attention_box_head(maps: FeatureMaps, num_classes: int, channels: int = 96, 
     cell_size = np.array([1 / cols, 1 / rows], "float32")
     centre = L.Add(name="box_centre")([corner, L.Rescaling(cell_size, name="box_offset_scale")(offset)])
     size = _weighted_sum(L.Conv2D(2, 1, name="box_sizes")(h), where, "box_size")
-    return BoxHeadOutput(L.Concatenate(name="box")([centre, size]), where)
+    return BoxHeadOutput(L.Concatenate(name="box", dtype="float32")([centre, size]), where)
