@@ -4,6 +4,7 @@
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -192,3 +193,27 @@ def test_mlflow_models_serve_answers_with_the_detections_of_visionflow_predict(r
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     assert_same_detections(answer["predictions"], predict_files(load_model(str(path)), files))
+
+
+def test_log_model_logs_the_trained_model_from_the_stage_outputs_later(registry, tmp_path, monkeypatch, capsys):
+    """After the server dropped as training ended: ``visionflow log-model`` logs models/<family>/model.keras."""
+    tracking, files, champion = registry
+    _, path = champion("localizer")
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(path.parent, tmp_path / "models" / "localizer")
+    assert main(["log-model", "localizer"]) == 0
+    run_id = capsys.readouterr().out.strip().rsplit(" ", 1)[1]
+    run = mlflow.get_run(run_id)
+    assert run.data.tags["visionflow.stage"] == "log-model@localizer" and run.data.tags["backbone"] == "mobilenet_v2"
+    logged = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert_same_detections(logged.predict(pd.DataFrame({"image": [encoded(f) for f in files]})).to_dict("records"),
+                           predict_files(load_model(str(path)), files))
+
+
+def test_log_model_without_a_trained_model_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    assert main(["log-model", "detector"]) == 2
+    assert capsys.readouterr().err.strip() == "error: models/detector/model.keras: no such model file " \
+                                              "(run train@detector first)"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from visionflow.config import ConfigError, load_config
+from visionflow.cli_registry import add_commands as add_registry_commands
 from visionflow.errors import DataError
 
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "run with it; exits with dvc's exit code")
     repro.add_argument("dvc_args", nargs=argparse.REMAINDER)
     repro.set_defaults(func=_repro)
+    add_registry_commands(sub)
     return parser
 
 

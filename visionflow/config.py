@@ -202,6 +202,30 @@ class PhotosConfig(Section):
 Severities = Annotated[tuple[float, ...], Field(min_length=1)]
 
 
+class BootstrapConfig(Section):
+    samples: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 0
+
+
+class PromoteConfig(Section):
+    """The registry's gate: when a challenger (a newly tested version) becomes the champion.
+
+    It must reach ``min_metric`` (its family's headline test metric); against a champion,
+    no class may fall by more than ``max_class_regression``, and a paired bootstrap over
+    the test images must show it better, its lower confidence bound above ``min_improvement``.
+    """
+
+    min_metric: dict[str, float] = Field(default_factory=lambda: {"localizer": 0.5, "classifier": 0.9,
+                                                                  "detector": 0.5})
+    max_class_regression: float = Field(0.05, ge=0)
+    min_improvement: float = 0.0
+    bootstrap: BootstrapConfig = BootstrapConfig()
+
+
+CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?#-]+")
+
+
 class RobustnessConfig(Section):
     """Corruptions of the test split, each at its severities (ImageNet-C's values where it has the corruption).
 
@@ -279,6 +303,7 @@ class Config(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     photos: PhotosConfig = PhotosConfig()
     robustness: RobustnessConfig = RobustnessConfig()
+    promote: PromoteConfig = PromoteConfig()
     compute: ComputeConfig = ComputeConfig()  # devices, float16, XLA: train@<family>
 
     @property

@@ -62,11 +62,21 @@ def predict_split(model, family: ModelFamily, split: str, batch_size: int) -> Sp
     return SplitPredictions(meta["image_id"], meta["window"], stack_batches(outputs), stack_batches(targets))
 
 
-def evaluate_model(cfg: Config, model: str, split: str = "test") -> Evaluation:
+@dataclass
+class SplitDetections:
+    family: ModelFamily
+    predictions: SplitPredictions
+    detections: list[dict]  # COCO results, original pixels, after per-class NMS
+    truth: dict  # COCO ground truth of the split
+    raw: object  # the dataset's RawDataset
+
+
+def split_detections(cfg: Config, model: str, split: str = "test", saved=None) -> SplitDetections:
+    """A saved model's detections on a split of its family's dataset (default: the stage's ``models/<family>``)."""
     dataset = cfg.family_config(model).dataset
     raw = load_raw_dataset(raw_dir(dataset))
     family = family_for(cfg, model, raw.category_names)
-    saved = load_saved_model(model_file(model))
+    saved = saved if saved is not None else load_saved_model(model_file(model))
     preds = predict_split(saved, family, split, cfg.evaluate.batch_size)
     sizes = {img["id"]: (img["width"], img["height"]) for img in raw.images}
     detections = coco_results(preds.image_ids, family.decode(preds.outputs), preds.windows, sizes,
@@ -74,6 +84,12 @@ def evaluate_model(cfg: Config, model: str, split: str = "test") -> Evaluation:
     nms = cfg.evaluate.nms
     detections = suppress(detections, nms.iou_threshold, nms.score_threshold)
     truth = ground_truth_subset(raw.as_coco(), read_manifest(split_dir(dataset), split))
+    return SplitDetections(family, preds, detections, truth, raw)
+
+
+def evaluate_model(cfg: Config, model: str, split: str = "test") -> Evaluation:
+    found = split_detections(cfg, model, split)
+    family, preds, detections, truth, raw = found.family, found.predictions, found.detections, found.truth, found.raw
     metrics = family.metrics(preds.outputs, preds.targets, cfg.evaluate.iou_thresholds)
     reports = family.reports(preds.outputs, preds.targets)
     if not family.localizes:  # whole-image detections: no boxes to score

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 STAGES = ["photos", *(f"{stage}@{dataset}" for dataset in ("shapes", "scenes")
                       for stage in ("ingest", "split", "preprocess", "anchors")), "backbone",
           *(f"{stage}@{family}" for family in ("localizer", "classifier", "detector")
-            for stage in ("train", "evaluate", "robustness"))]
+            for stage in ("train", "evaluate", "robustness", "promote"))]
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_dvc_metrics_and_plots_render_each_chart_once_with_its_model_and_class(p
     shown = json.loads(run(["dvc", "metrics", "show", "--json", "metrics/localizer"], root).stdout)
     files = shown[""]["data"]
     assert set(files) == {"metrics/localizer/train.json", "metrics/localizer/test.json",
-                          "metrics/localizer/robustness.json"}
+                          "metrics/localizer/robustness.json", "metrics/localizer/promotion.json"}
     assert "mean_iou" in files["metrics/localizer/test.json"]["data"] and "coco_AP50" in files["metrics/localizer/test.json"]["data"]
     assert "class_counts" not in run(["dvc", "metrics", "show", "--json"], root).stdout  # the data's counts stay apart
     plots = json.loads(run(["dvc", "plots", "show", "--json"], root).stdout)
@@ -213,21 +213,49 @@ def test_training_metrics_continue_across_both_phases(runs):
     assert {"test_accuracy", "test_mean_iou", "test_share_iou_ge_0.5"} <= set(test)
 
 
-def test_logged_model_loads_and_predicts_named_outputs(project, runs):
+def test_training_logs_its_model_history_datasets_and_lineage_but_registers_nothing(project, runs):
     root, _ = project
-    run_id = runs["train@localizer"].info.run_id
-    model_uri = f"runs:/{run_id}/model"
+    train = runs["train@localizer"]
+    model_uri = f"runs:/{train.info.run_id}/model"
     info = mlflow.models.get_model_info(model_uri)
-    outputs = {spec.name for spec in info.signature.outputs.inputs}
-    assert outputs == {"class", "box"}
+    assert {spec.name for spec in info.signature.outputs.inputs} == {"class", "box"}
     model = mlflow.keras.load_model(model_uri)
     pred = model.predict(np.zeros((3, 64, 64, 3), np.float32), verbose=0)
     assert pred["class"].shape == (3, 5) and pred["box"].shape == (3, 4)
-    np.testing.assert_allclose(pred["class"].sum(axis=1), 1, rtol=1e-5)
-    versions = mlflow.MlflowClient().search_model_versions("name = 'visionflow-localizer'")
-    assert [v.run_id for v in versions] == [run_id]  # registered, version 1
-    registered = mlflow.keras.load_model("models:/visionflow-localizer/1")
-    assert registered.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0)["box"].shape == (1, 4)
+    client = mlflow.MlflowClient()
+    assert [a.path for a in client.list_artifacts(train.info.run_id, "history")] == ["history/history.csv"]
+    inputs = {(d.dataset.name, d.dataset.digest) for d in train.inputs.dataset_inputs}
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["train@localizer"]
+    processed = next(d["md5"] for d in lock["deps"] if d["path"] == "data/shapes/processed")
+    assert inputs == {("shapes/train", processed[:36]), ("shapes/valid", processed[:36])}
+    tags = train.data.tags
+    assert tags["git.dirty"] == "false" and tags["backbone"] == "mobilenet_v2" and len(tags["params.hash"]) == 16
+    assert tags["dvc.backbone"] == next(d["md5"] for d in lock["deps"] if d["path"] == "models/backbone.weights.h5")
+    assert {"system/cpu_utilization_percentage"} <= set(train.data.metrics)  # system metrics, sampled
+    versions = client.search_model_versions("name = 'visionflow-localizer'")
+    assert [v.run_id for v in versions] == [runs["promote@localizer"].info.run_id]  # only the tested one
+
+
+def test_a_tested_model_is_registered_with_its_metrics_and_becomes_the_first_champion(project, runs):
+    root, _ = project
+    client = mlflow.MlflowClient()
+    promote = runs["promote@localizer"]
+    version = client.get_model_version_by_alias("visionflow-localizer", "champion")
+    assert str(version.version) == "1" and version.run_id == promote.info.run_id
+    assert set(client.get_registered_model("visionflow-localizer").aliases) == {"champion", "challenger"}
+    test = json.loads((root / "metrics/localizer/test.json").read_text())
+    assert float(version.tags["test.mean_iou"]) == pytest.approx(test["mean_iou"], rel=1e-5)
+    assert version.tags["gate.decision"] == "promoted" and "no champion yet" in version.tags["gate.reason"]
+    assert version.tags["visionflow.previous_champion"] == "none"
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["promote@localizer"]
+    deps = {d["path"]: d["md5"] for d in lock["deps"]}
+    assert version.tags["dvc.data"] == deps["data/shapes/raw"] and version.tags["dvc.split"] == deps["data/shapes/split"]
+    assert version.tags["git.commit"] == run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    decision = json.loads((root / "metrics/localizer/promotion.json").read_text())
+    assert decision["promote"] is True and str(decision["version"]) == "1"
+    lineage = json.loads(run(["visionflow", "lineage", "models:/visionflow-localizer@champion"], root).stdout)
+    assert lineage["version"] == "visionflow-localizer/1" and lineage["dvc.data"] == deps["data/shapes/raw"]
+    assert {"tensorflow", "keras", "params.hash", "git.dirty", "backbone"} <= set(lineage)
 
 
 def test_evaluation_figures_and_predictions_are_mlflow_artifacts(runs):
@@ -252,6 +280,56 @@ def test_second_repro_runs_nothing(project, runs):
         assert f"Stage '{stage}' didn't change, skipping" in out
     exp = mlflow.get_experiment_by_name("visionflow")
     assert len(mlflow.search_runs([exp.experiment_id], output_format="list")) == len(STAGES)
+
+
+def test_a_registered_model_reproduces_from_its_commit_and_params(project, runs, tmp_path):
+    """``visionflow reproduce`` checks the commit out elsewhere, restores params.yaml and reruns up to evaluate.
+
+    Tolerance 1e-6 absolute: the same code, data seeds and params on the same machine and
+    thread count give the same float32 arithmetic, so the metrics agree to float32 rounding
+    (a different machine or TensorFlow build may not, and would need a looser bound).
+    """
+    root, _ = project
+    workdir = tmp_path / "again"
+    result = json.loads(run(["visionflow", "reproduce", "models:/visionflow-localizer/1", "--workdir", str(workdir)],
+                            root).stdout)
+    assert result["commit"] == run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    assert (workdir / "params.yaml").read_text() == (root / "params.yaml").read_text()
+    assert (workdir / "mlflow.db").exists()  # its runs went to its own store
+    assert {"mean_iou", "accuracy"} <= set(result["metrics"])
+    for name, row in result["metrics"].items():
+        assert abs(row["difference"]) <= 1e-6 + 1e-5 * abs(row["recorded"]), (name, row)
+
+
+def test_the_gate_refuses_an_equal_model_promotes_one_past_its_margin_and_rolls_back(project, runs):
+    """The same localizer tested again: refused (not better); with a margin below zero, promoted; rolled back."""
+    root, _ = project
+    client, name = mlflow.MlflowClient(), "visionflow-localizer"
+    run(["dvc", "repro", "--force", "--single-item", "promote@localizer"], root)
+    refused = client.get_model_version(name, "2")
+    assert refused.tags["gate.decision"] == "refused"
+    assert "not better than the champion with 95% confidence" in refused.tags["gate.reason"]
+    assert float(refused.tags["gate.bootstrap.difference"]) == 0  # the same model on the same images
+    assert client.get_model_version_by_alias(name, "champion").version == 1
+    assert client.get_model_version_by_alias(name, "challenger").version == 2
+    params_file = root / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["promote"]["min_improvement"] = -0.5
+    params_file.write_text(yaml.safe_dump(params))
+    try:
+        run(["dvc", "repro", "--single-item", "promote@localizer"], root)
+    finally:
+        params_file.write_text(original)
+    promoted = client.get_model_version(name, "3")
+    assert promoted.tags["gate.decision"] == "promoted" and promoted.tags["visionflow.previous_champion"] == "1"
+    assert client.get_model_version_by_alias(name, "champion").version == 3
+    back = run(["visionflow", "promote", "--rollback", "localizer"], root)
+    assert back.stdout.strip() == "visionflow-localizer: champion moved back from version 3 to version 1"
+    assert client.get_model_version_by_alias(name, "champion").version == 1
+    again = run(["visionflow", "promote", "--rollback", "localizer"], root, check=False)
+    assert again.returncode == 2 and again.stderr.strip() == (
+        "error: visionflow-localizer: version 1 is the first champion; there is none before it")
 
 
 def test_a_failing_stage_keeps_the_previous_outputs_and_lock(project, runs):

@@ -77,9 +77,11 @@ def train(root: Path, parent_run_id: str) -> tuple[str, str]:
 
 
 def promote(model_uri: str) -> None:
-    """Stand-in for the promotion step: a version of the logged model, made the champion."""
-    version = mlflow.register_model(model_uri, MODEL)
-    mlflow.MlflowClient().set_registered_model_alias(MODEL, "champion", version.version)
+    """The registry's own steps, as promote@<family> takes them: a challenger, then the gate's promotion."""
+    from visionflow.tracking import registry
+
+    version = registry.register(MODEL, model_uri, {"test.mean_iou": "0.8"}, "localizer, tested")
+    registry.record_decision(MODEL, str(version.version), {"promote": True, "reason": "no champion yet"})
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +234,6 @@ def test_the_registered_model_shows_its_champion(server, page, screenshots):
     page.goto(f"{server}/#/models/{MODEL}?{MODEL_TRAINING}")
     try:
         version = page.get_by_role("row").filter(has=page.get_by_role("link", name="Version 1"))
-        expect(version.get_by_title("champion")).to_be_visible(timeout=WAIT_MS)
+        expect(version.get_by_role("status", name="champion", exact=True)).to_be_visible(timeout=WAIT_MS)
     finally:
         shoot(page, screenshots, "3_registered_model")

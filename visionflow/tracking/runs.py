@@ -32,6 +32,16 @@ ARTIFACTS_DIR = "mlartifacts"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def _tracking_errors() -> tuple[type[Exception], ...]:
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException, requests.RequestException, OSError
+
+
+TRACKING_ERRORS = _tracking_errors()  # what a tracking server that drops mid-run raises, after MLflow's retries
+
+
 class TrackingUnreachable(ConfigError):
     """The tracking server does not answer: a configuration problem, not worth a retry."""
 
