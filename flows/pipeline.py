@@ -1,41 +1,49 @@
-"""``training_pipeline``: every stage of ``dvc.yaml``, in order, each as a Prefect task.
+"""``training_pipeline``: the stages of ``dvc.yaml``, in order, each as a Prefect task.
 
 Each task has DVC reproduce its one stage, so ``dvc.lock`` stays the record and a
 stage whose inputs have not changed is skipped. Stages that fail for a transient
-reason are retried; bad config or data (exit code 2) is not, since a retry cannot fix
-it. The flow opens the MLflow parent run that the stages' runs attach to.
+reason are retried; bad config or data (exit code 2), or a workspace another DVC process
+holds, are not, since a retry cannot fix them. The flow holds the workspace
+(:mod:`visionflow.workspace`) from before it writes anything, and opens the MLflow parent
+run that the stages' runs attach to.
 
-Run it with ``python -m flows.pipeline`` (what ``make run`` does): with no
-``PREFECT_API_URL`` set, Prefect starts its embedded server for the run.
+Run it with ``python -m flows.pipeline`` (what ``make run`` does; ``--help`` lists its
+parameters): with no ``PREFECT_API_URL`` set, Prefect starts its embedded server for the run.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
-from visionflow.config import load_config
-from visionflow.dvc_stages import StageFailed, lock_file_hash, pipeline_stages, repro_stage
+from visionflow.config import PARAMS_FILE, Config, ConfigError, load_config
+from visionflow.dvc_stages import StageFailed, family_groups, lock_file_hash, repro_stage, select_stages, stage_graph
 from visionflow.layout import model_metrics
+from visionflow.presets import apply_overrides
 from visionflow.tracking.lineage import PREFECT_RUN_ENV, PREFECT_URL_ENV, git_commit
 from visionflow.tracking.runs import PARENT_RUN_ENV, flatten_params, pipeline_run
+from visionflow.workspace import workspace_lock
 
 
 def _transient(task, task_run, state) -> bool:
-    """Retry unless the stage reported bad input."""
+    """Retry unless the stage reported bad input or found the workspace busy."""
     error = state.result(raise_on_failure=False)
-    return not (isinstance(error, StageFailed) and error.user_error)
+    return not (isinstance(error, StageFailed) and not error.transient)
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient, task_run_name="dvc repro {stage}")
-def dvc_stage(stage: str, root: str, env: dict[str, str]) -> dict:
+def dvc_stage(stage: str, root: str, env: dict[str, str], force: bool = False) -> dict:
     """``env``: what the stage's run needs to know of this one (the parent run, the flow run), passed explicitly."""
     logger = get_run_logger()
-    result = repro_stage(stage, Path(root), on_line=lambda line: line.strip() and logger.info(line), env=env)
+    result = repro_stage(stage, Path(root), force=force, on_line=lambda line: line.strip() and logger.info(line),
+                         env=env)
     logger.info("%s: %s", stage, "ran" if result.ran else "unchanged, skipped")
     return {"stage": stage, "ran": result.ran}
 
@@ -60,6 +68,13 @@ def run_name(results: list[dict], commit: str) -> str:
     return f"{what} @ {commit[:7]}"
 
 
+def outcome_tags(results: list[dict], root: Path) -> dict[str, str]:
+    """The parent run's name for what ran, whether anything did, and the ``dvc.lock`` it left."""
+    noop = not any(r["ran"] for r in results)
+    return {"mlflow.runName": run_name(results, git_commit(root)), "visionflow.noop": str(noop).lower(),
+            "dvc.lock_hash": lock_file_hash(root)}
+
+
 def log_test_metrics(cfg, root: Path) -> None:
     """Each family's test metrics, to compare pipeline runs in the UI."""
     for model in cfg.models:
@@ -72,26 +87,58 @@ def log_test_metrics(cfg, root: Path) -> None:
             mlflow.log_metric(f"{model}/robustness_mean_relative", json.loads(robustness.read_text())["mean_relative"])
 
 
-@flow(name="training_pipeline")
-def training_pipeline(root: str = ".", stages: list[str] | None = None) -> dict:
-    """Reproduce ``stages`` (default: all, in dependency order) under one MLflow parent run."""
-    root_path = Path(root).resolve()
-    cfg = load_config(root_path / "params.yaml")  # a bad params.yaml stops here, before any work
-    order = stages or pipeline_stages(root_path)
-    with pipeline_run(cfg.tracking.experiment, root_path, tags=flow_tags()) as run:
+def chosen_stages(root: Path, cfg: Config, stages: list[str] | None, models: list[str] | None) -> list[str]:
+    """The stages to run, in pipeline order (see :func:`visionflow.dvc_stages.select_stages`)."""
+    unknown = [m for m in models or [] if m not in cfg.models]
+    if unknown:
+        raise ConfigError(f"models: {', '.join(unknown)}: not a model family under train in params.yaml "
+                          f"(families: {', '.join(cfg.models)})")
+    return select_stages(stage_graph(root), stages, models, family_groups(root))
+
+
+@contextmanager
+def parent_run(cfg: Config, root: Path, experiment: str | None = None, resume_run_id: str | None = None,
+               tags: dict[str, str] | None = None):
+    """The MLflow parent run (a new one, or ``resume_run_id`` continued), with the whole config logged."""
+    with pipeline_run(experiment or cfg.tracking.experiment, root, tags={**flow_tags(), **(tags or {})},
+                      run_id=resume_run_id) as run:
         mlflow.log_params(flatten_params(cfg.model_dump(by_alias=True)))  # compare whole configs in the UI
-        mlflow.log_artifact(str(root_path / "params.yaml"))
-        env = stage_env(run.info.run_id)
-        results = [dvc_stage(stage, str(root_path), env) for stage in order]
-        noop = not any(r["ran"] for r in results)
-        mlflow.set_tags({"mlflow.runName": run_name(results, git_commit(root_path)), "visionflow.noop": str(noop).lower(),
-                         "dvc.lock_hash": lock_file_hash(root_path)})
-        mlflow.log_dict({"stages": results}, "stages.json")
-        if not noop:  # a no-op run says so, and repeats no old metrics as new
-            log_test_metrics(cfg, root_path)
-    return {"mlflow_run_id": run.info.run_id, "flow_run_id": flow_run.id, "stages": results, "noop": noop}
+        mlflow.log_artifact(str(root / PARAMS_FILE))
+        yield run
+
+
+@flow(name="training_pipeline")
+def training_pipeline(root: str = ".", stages: list[str] | None = None, models: list[str] | None = None,
+                      params: dict[str, Any] | None = None, experiment: str | None = None,
+                      resume_run_id: str | None = None) -> dict:
+    """Reproduce the pipeline's stages, in dependency order, under one MLflow parent run.
+
+    Args:
+        root: the project folder.
+        stages: stages of dvc.yaml, or groups of them (`train`: every `train@<family>`); default all.
+        models: only these model families' stages, and every stage upstream of them.
+        params: dotted keys of params.yaml to set first, as `dvc exp run -S` does; checked before written.
+        experiment: the MLflow experiment of the runs (default: params.yaml's tracking.experiment).
+        resume_run_id: an MLflow parent run to continue instead of opening one (the retraining flow's).
+    """
+    root_path = Path(root).resolve()
+    cfg = load_config(root_path / PARAMS_FILE)  # a bad params.yaml stops here, before any work
+    with workspace_lock(root_path, cfg.orchestration.on_busy, on_wait=get_run_logger().warning):
+        cfg = apply_overrides(params, root_path / PARAMS_FILE) if params else cfg
+        order = chosen_stages(root_path, cfg, stages, models)
+        with parent_run(cfg, root_path, experiment, resume_run_id) as run:
+            env = stage_env(run.info.run_id)
+            results = [dvc_stage(stage, str(root_path), env) for stage in order]
+            tags = outcome_tags(results, root_path)
+            mlflow.set_tags(tags)
+            mlflow.log_dict({"stages": results}, "stages.json")
+            if tags["visionflow.noop"] == "false":  # a no-op run says so, and repeats no old metrics as new
+                log_test_metrics(cfg, root_path)
+    return {"mlflow_run_id": run.info.run_id, "flow_run_id": flow_run.id, "stages": results,
+            "noop": tags["visionflow.noop"] == "true"}
 
 
 if __name__ == "__main__":
-    summary = training_pipeline()
-    print(json.dumps(summary, indent=2))
+    from flows.cli import main
+
+    sys.exit(main(training_pipeline))

@@ -5,11 +5,14 @@ repo, and a ``dvc.yaml`` of stub stages shaped like the real graph: a chain, a b
 beside it and a join. Each stage runs ``python stub.py <stage>``, which reads its own
 entry of ``dvc.yaml``, writes its outs from its deps and params, and logs a child run
 through ``visionflow.tracking.stage_run`` as the real stages do. A stage can be told to
-fail once (``fail_next_run``), and every start of one is logged (``stage_starts``).
+fail once (``fail_next_run``), and every start of one is logged (``stage_starts``). Through
+the same side channel a test can give a stage data DVC does not see (``set_source``: what a
+forced re-ingest picks up), the numbers of its metrics file (``set_metrics``) and a pause.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -38,6 +41,7 @@ STUB = r'''"""A stub stage: ``python stub.py <stage>``, its deps, params and out
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -51,6 +55,11 @@ def lookup(params, dotted):
     return params
 
 
+def control(kind, name, default):
+    path = CONTROL / kind / name
+    return path.read_text() if path.exists() else default
+
+
 def main(name):
     with (CONTROL / "starts.log").open("a") as log:
         log.write(name + "\n")
@@ -59,21 +68,24 @@ def main(name):
         code = int(fail.read_text())
         fail.unlink()
         sys.exit(code)
+    time.sleep(float(control("sleep", name, "0")))
     stage = yaml.safe_load(Path("dvc.yaml").read_text())["stages"][name]
     params = yaml.safe_load(Path("params.yaml").read_text())
     values = {key: lookup(params, key) for key in stage.get("params", [])}
     deps = {dep: hashlib.md5(Path(dep).read_bytes()).hexdigest() for dep in stage["deps"]}
+    source = control("source", name, "")  # data from outside the project: DVC does not see it
 
     from visionflow.tracking import stage_run
 
     with stage_run(name, params["tracking"]["experiment"], values):
         for out in stage["outs"]:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(json.dumps({"stage": name, "deps": deps, "params": values}, sort_keys=True))
+            Path(out).write_text(json.dumps({"stage": name, "deps": deps, "params": values, "source": source},
+                                            sort_keys=True))
         for metrics in stage.get("metrics", []):
             (path,) = metrics
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps({"accuracy": 0.75, "num_examples": 3}))
+            Path(path).write_text(control("metrics", name, json.dumps({"accuracy": 0.75, "num_examples": 3})))
 
 
 if __name__ == "__main__":
@@ -85,15 +97,15 @@ def out_path(stage: str) -> str:
     return f"out/{stage}.json"
 
 
-def dvc_yaml() -> dict:
+def dvc_yaml(graph: dict = GRAPH, metrics: dict = TEST_METRICS) -> dict:
     stages = {}
-    for name, (upstream, params) in GRAPH.items():
+    for name, (upstream, params) in graph.items():
         stage = {"cmd": f"python stub.py {name}", "deps": ["stub.py"] + [out_path(u) for u in upstream]}
         if params:
             stage["params"] = params
         stage["outs"] = [out_path(name)]
-        if name in TEST_METRICS:
-            stage["metrics"] = [{TEST_METRICS[name]: {"cache": False}}]
+        if name in metrics:
+            stage["metrics"] = [{metrics[name]: {"cache": False}}]
         stages[name] = stage
     return {"stages": stages}
 
@@ -107,15 +119,32 @@ def downstream(stage: str) -> set[str]:
     return found
 
 
-def make_stub_project(dest: Path) -> Path:
-    """A git + DVC repo at ``dest`` with the real ``params.yaml`` and the stub stages, committed."""
+def make_stub_project(dest: Path, graph: dict = GRAPH, metrics: dict = TEST_METRICS) -> Path:
+    """A git + DVC repo at ``dest`` with the real ``params.yaml`` and the stub stages (``graph``,
+    each writing the metrics file ``metrics`` names), committed."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "params.yaml", dest / "params.yaml")
-    (dest / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml(), sort_keys=False))
+    (dest / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml(graph, metrics), sort_keys=False))
     (dest / "stub.py").write_text(STUB)
     (dest / ".gitignore").write_text(f"/{CONTROL_DIR}/\n/mlflow.db\n/mlartifacts/\n")
-    (dest / CONTROL_DIR / "fail").mkdir(parents=True)
+    for kind in ("fail", "source", "metrics", "sleep"):
+        (dest / CONTROL_DIR / kind).mkdir(parents=True)
     return commit_as_repo(dest, "stub project")
+
+
+def set_source(root: Path, stage: str, text: str) -> None:
+    """What ``stage`` reads from outside the project from now on (it lands in its outputs)."""
+    (root / CONTROL_DIR / "source" / stage).write_text(text)
+
+
+def set_metrics(root: Path, stage: str, values: dict) -> None:
+    """What ``stage`` writes to its metrics file from now on."""
+    (root / CONTROL_DIR / "metrics" / stage).write_text(json.dumps(values))
+
+
+def set_pause(root: Path, stage: str, seconds: float) -> None:
+    """``stage`` sleeps this long before its work."""
+    (root / CONTROL_DIR / "sleep" / stage).write_text(str(seconds))
 
 
 def fail_next_run(root: Path, stage: str, exit_code: int) -> None:

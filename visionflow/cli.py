@@ -100,6 +100,13 @@ def _repro(args: argparse.Namespace) -> int:
         return 130
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve_deployments  # Prefect, only for this command (the package turns telemetry off first)
+
+    serve_deployments(Path(args.root))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="visionflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "run with it; exits with dvc's exit code")
     repro.add_argument("dvc_args", nargs=argparse.REMAINDER)
     repro.set_defaults(func=_repro)
+    serve = sub.add_parser("serve", help="serve the Prefect deployments from this machine until stopped: retraining "
+                                         "on orchestration.schedule, training-pipeline on demand (needs PREFECT_API_URL)")
+    serve.add_argument("--root", default=".", help="the project (default: the current folder)")
+    serve.set_defaults(func=_serve)
     add_registry_commands(sub)
     return parser
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from visionflow.data.augment_config import AugmentConfig
 
@@ -226,6 +226,23 @@ class PromoteConfig(Section):
 CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?#-]+")
 
 
+class OrchestrationConfig(Section):
+    """How the flows run: the retraining deployment's schedule and work pool, and what a pipeline
+    run does when another one holds the workspace (``on_busy``)."""
+
+    schedule: str = "0 3 * * 1"  # cron (minute hour day month weekday, UTC) of the retraining deployment
+    work_pool: str = "visionflow"  # the work pool prefect.yaml's deployment runs in
+    on_busy: Literal["wait", "fail"] = "wait"  # another pipeline run on this workspace: wait for it, or stop at once
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str) -> str:
+        fields = schedule.split()
+        if len(fields) != 5 or not all(CRON_FIELD.fullmatch(f) for f in fields):
+            raise ValueError(f"{schedule!r} is not a cron expression of 5 fields (minute hour day month weekday)")
+        return schedule
+
+
 class RobustnessConfig(Section):
     """Corruptions of the test split, each at its severities (ImageNet-C's values where it has the corruption).
 
@@ -304,6 +321,7 @@ class Config(Section):
     photos: PhotosConfig = PhotosConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     promote: PromoteConfig = PromoteConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
     compute: ComputeConfig = ComputeConfig()  # devices, float16, XLA: train@<family>
 
     @property

@@ -19,15 +19,23 @@ LOCK_FILE = "dvc.lock"
 
 
 class StageFailed(RuntimeError):
-    """``dvc repro`` of one stage failed; ``user_error`` marks bad input, which no retry fixes."""
+    """``dvc repro`` of one stage failed; ``user_error`` marks bad input and ``busy`` a workspace another
+    DVC process holds: no retry fixes either."""
 
-    def __init__(self, stage: str, output: str, user_error: bool):
-        self.stage, self.output, self.user_error = stage, output, user_error
+    def __init__(self, stage: str, output: str, user_error: bool, busy: bool = False):
+        self.stage, self.output, self.user_error, self.busy = stage, output, user_error, busy
         super().__init__(f"stage {stage!r} failed:\n{output.strip()[-4000:]}")
+
+    @property
+    def transient(self) -> bool:
+        return not (self.user_error or self.busy)
 
 
 # A stage exits with this code for bad config or data (see tasks/_entry.py).
 USER_ERROR_EXIT_CODE = 2
+# DVC 3's words when another DVC process holds the repo (dvc/lock.py) or a stage's outputs (dvc/rwlock.py).
+DVC_BUSY = re.compile(r"Unable to acquire lock\. Most likely another DVC process is running"
+                      r"|is busy, it is being blocked by")
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ def repro_stage(stage: str, root: Path, force: bool = False, on_line=None,
     output = "".join(lines)
     if proc.returncode != 0:
         user_error = re.search(rf"exited with {USER_ERROR_EXIT_CODE}\b", output) is not None
-        raise StageFailed(stage, output, user_error)
+        raise StageFailed(stage, output, user_error, busy=DVC_BUSY.search(output) is not None)
     return StageResult(stage, ran=f"Running stage '{stage}'" in output, output=output)
 
 
@@ -106,9 +114,70 @@ def lock_file_hash(root: Path = Path(".")) -> str:
 
 def pipeline_stages(root: Path = Path(".")) -> list[str]:
     """The stages of ``dvc.yaml``, every stage after the stages it depends on."""
+    return list(stage_graph(root))
+
+
+def stage_graph(root: Path = Path(".")) -> dict[str, list[str]]:
+    """Each stage of ``dvc.yaml`` -> the stages whose outputs it reads; in pipeline order (each after those)."""
     import networkx as nx
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        return [stage.name for stage in reversed(list(nx.topological_sort(graph)))]
+        order = reversed(list(nx.topological_sort(graph)))
+        return {stage.name: sorted(dep.name for dep in graph.successors(stage)) for stage in order}
+
+
+def upstream(graph: dict[str, list[str]], stages) -> list[str]:
+    """``stages`` and every stage they read from, directly or not, in pipeline order."""
+    found, todo = set(), list(stages)
+    while todo:
+        stage = todo.pop()
+        if stage not in found:
+            found.add(stage)
+            todo.extend(graph[stage])
+    return [stage for stage in graph if stage in found]
+
+
+def family_groups(root: Path = Path(".")) -> set[str]:
+    """The stage groups of ``dvc.yaml`` that run once per model family (``foreach: ${train}``): train, evaluate..."""
+    import yaml
+
+    stages = yaml.safe_load((Path(root) / "dvc.yaml").read_text()).get("stages", {})
+    return {name for name, spec in stages.items() if isinstance(spec, dict) and spec.get("foreach") == "${train}"}
+
+
+def _named(stage: str, name: str) -> bool:
+    """``name`` is the stage, or its group (``train`` names ``train@localizer``)."""
+    return stage == name or stage.split("@")[0] == name
+
+
+def select_stages(graph: dict[str, list[str]], stages=None, models=None, groups=frozenset()) -> list[str]:
+    """The stages to run, in pipeline order: all of them, or those ``stages`` names (a stage, or a group).
+
+    With ``models``, only what those families need: their own stages (``<group>@<family>`` for
+    each of ``groups``) and every stage upstream of them, the data stages of their datasets among them.
+    """
+    unknown = [name for name in stages or [] if not any(_named(s, name) for s in graph)]
+    if unknown:
+        raise ValueError(f"not a stage of dvc.yaml: {', '.join(unknown)} (stages: {', '.join(graph)})")
+    chosen = [s for s in graph if not stages or any(_named(s, name) for name in stages)]
+    if models:
+        own = [s for s in graph if s.split("@")[0] in groups and s.split("@")[-1] in models]
+        missing = [m for m in models if not any(s.split("@")[-1] == m for s in own)]
+        if missing:
+            raise ValueError(f"no stage of dvc.yaml is {', '.join(missing)}'s (a family's stages: "
+                             f"{', '.join(f'{g}@<family>' for g in sorted(groups)) or 'none'})")
+        needed = set(upstream(graph, own))
+        chosen = [s for s in chosen if s in needed]
+    return chosen
+
+
+def outdated_stages(root: Path, stages: list[str]) -> list[str]:
+    """Those of ``stages`` whose data, params, code or outputs differ from ``dvc.lock`` (``dvc status``)."""
+    from dvc.repo import Repo
+
+    # Stage by stage: `repo.status(targets=...)` would look names up in the dvc.yaml of the current folder.
+    with Repo(str(root)) as repo, repo.lock:
+        changed = {stage.name for stage in repo.index.stages if stage.name in stages and stage.status()}
+    return [stage for stage in stages if stage in changed]

@@ -7,15 +7,19 @@ config loader before it replaces ``params.yaml`` (atomically), so a bad preset c
 nothing. Comments are kept (a ruamel.yaml round trip): ``params.yaml``'s own, and on each
 line the preset sets, the preset's comment where it has one.
 
-Only the ``visionflow`` command imports this module; no stage does.
+``apply_overrides`` sets dotted keys the same way, checked and with comments kept: what
+``python -m flows.pipeline -S key=value`` does before it runs, as ``dvc exp run -S`` would.
+
+Only the ``visionflow`` command and the flows import this module; no stage does.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
 from ruamel.yaml.tokens import CommentToken
 
@@ -42,13 +46,66 @@ def apply_preset(name: str, params_path: str | Path = "params.yaml") -> Config:
     preset = _read(yaml, preset_file(name, params_path.parent))
     params = _read(yaml, params_path)
     merge_preset(params, preset)
+    return _write_checked(yaml, params, params_path, f"with preset {name}")
+
+
+def apply_overrides(overrides: dict[str, Any], params_path: str | Path = "params.yaml") -> Config:
+    """Set each dotted key of ``params_path`` to its value, as ``dvc exp run -S key=value`` does; the
+    result is checked before it is written (a bad value changes nothing); returns the new config."""
+    params_path = Path(params_path)
+    yaml = _round_trip_yaml()
+    params = _read(yaml, params_path)
+    for dotted, value in overrides.items():
+        _set(params, dotted, value)
+    return _write_checked(yaml, params, params_path, f"with -S {', '.join(overrides)}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.sub=value`` -> ``("key.sub", value)``, the value read as YAML: ``10``, ``[0.5, 0.6]``, ``null``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r}: not KEY=VALUE (a dotted key of params.yaml: train.detector.finetune.epochs=10)")
+    try:
+        return key.strip(), YAML(typ="safe").load(value) if value.strip() else ""
+    except YAMLError as e:
+        raise ValueError(f"{text!r}: the value is not valid YAML ({' '.join(str(e).split())})") from None
+
+
+def _set(params, dotted: str, value) -> None:
+    *path, last = dotted.split(".")
+    section = params
+    for i, key in enumerate(path):
+        if key not in section:
+            section[key] = CommentedMap()
+        section = section[key]
+        if not _is_mapping(section):
+            raise ConfigError(f"-S {dotted}: {'.'.join(path[:i + 1])} is not a section of params.yaml")
+    section[last] = _as_written(value)
+
+
+def _as_written(value):
+    """Lists as params.yaml writes them, on one line; mappings as blocks."""
+    if isinstance(value, dict):
+        mapping = CommentedMap()
+        for key, item in value.items():
+            mapping[key] = _as_written(item)
+        return mapping
+    if isinstance(value, (list, tuple)):
+        seq = CommentedSeq(_as_written(item) for item in value)
+        seq.fa.set_flow_style()
+        return seq
+    return value
+
+
+def _write_checked(yaml: YAML, params: CommentedMap, params_path: Path, what: str) -> Config:
+    """Write ``params`` over ``params_path`` once the config loader accepts it; the new config."""
     with atomic_path(params_path) as tmp:
         with tmp.open("w") as f:
             yaml.dump(params, f)
         try:
             return load_config(tmp)
         except ConfigError as e:  # name the file the user knows, not the scratch copy
-            raise ConfigError(str(e).replace(str(tmp), f"{params_path} with preset {name}", 1)) from None
+            raise ConfigError(str(e).replace(str(tmp), f"{params_path} {what}", 1)) from None
 
 
 def merge_preset(params, preset) -> None:

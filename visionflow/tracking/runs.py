@@ -124,11 +124,13 @@ def code_tags(root: Path) -> dict[str, str]:
 def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[str, str] | None = None,
               root: Path = Path("."), parent_run_id: str | None = None,
               system_metrics: bool = False) -> Iterator[mlflow.ActiveRun]:
-    """A run for one stage: a child of ``parent_run_id`` (default: the one the flow passed), if any."""
+    """A run for one stage: a child of ``parent_run_id`` (default: the one the flow passed), if any, in its
+    parent's experiment (the flow may have chosen another than ``experiment``)."""
     uri = connect(root)
     run_tags = {"visionflow.stage": stage, **code_tags(root), **(tags or {})}
-    with mlflow.start_run(experiment_id=experiment_id(experiment, root, uri), run_name=stage,
-                          parent_run_id=parent_run_id or os.environ.get(PARENT_RUN_ENV) or None, tags=run_tags,
+    parent = parent_run_id or os.environ.get(PARENT_RUN_ENV) or None
+    where = mlflow.get_run(parent).info.experiment_id if parent else experiment_id(experiment, root, uri)
+    with mlflow.start_run(experiment_id=where, run_name=stage, parent_run_id=parent, tags=run_tags,
                           log_system_metrics=system_metrics) as run:
         mlflow.log_params(flatten_params(params))
         yield run
@@ -136,10 +138,14 @@ def stage_run(stage: str, experiment: str, params: dict[str, Any], tags: dict[st
 
 @contextmanager
 def pipeline_run(experiment: str, root: Path = Path("."), run_name: str = "pipeline",
-                 tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
-    """The parent run of one pipeline run; its id is what the flow passes to each stage."""
+                 tags: dict[str, str] | None = None, run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """The parent run of one pipeline run; its id is what the flow passes to each stage.
+
+    ``run_id``: continue that parent run instead (the retraining flow's, once it has re-ingested).
+    """
     uri = connect(root)
     run_tags = {"visionflow.stage": "pipeline", **code_tags(root), **(tags or {})}
-    with mlflow.start_run(experiment_id=experiment_id(experiment, root, uri), run_name=run_name,
-                          tags=run_tags) as run:
+    where = {"run_id": run_id} if run_id else {"experiment_id": experiment_id(experiment, root, uri),
+                                                "run_name": run_name}
+    with mlflow.start_run(**where, tags=run_tags) as run:
         yield run
