@@ -145,7 +145,8 @@ class ComputeConfig(Section):
     mixed_precision: Switch = "auto"
     xla: Switch = "auto"
     # TensorFlow's op determinism while training: a stage run twice on the same inputs gives
-    # the same model (what `visionflow reproduce` checks) on the same machine and build
+    # the same model (what `visionflow reproduce` checks) on the same machine and build.
+    # Keras cannot XLA-compile under it, so where XLA is on (a GPU, or xla: on) XLA wins.
     deterministic: bool = True
 
 

@@ -52,7 +52,9 @@ def fit_family(cfg: Config, model: str, meta: dict, fingerprint: str, callbacks_
     family = family_for(cfg, model, meta["classes"])
     tcfg, spec = family.config, BACKBONES.get(cfg.backbone.name)
     batch = global_batch_size(tcfg.batch_size, strategy)
-    with deterministic_ops(cfg.compute.deterministic), dtype_policy(plan.dtype_policy), strategy.scope():
+    # Keras turns XLA off under op determinism, so where XLA is asked for, it wins
+    deterministic = cfg.compute.deterministic and not plan.jit_compile
+    with deterministic_ops(deterministic), dtype_policy(plan.dtype_policy), strategy.scope():
         keras.utils.set_random_seed(tcfg.seed)
         net, backbone = family.build(spec, meta["image_size"], cfg.backbone.width,
                                      str(backbone_weights) if backbone_weights else None)

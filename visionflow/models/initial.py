@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import keras
+
 from visionflow.config import Config
 from visionflow.errors import DataError
 from visionflow.layout import processed_dir
@@ -26,6 +28,7 @@ class InitialBackbone:
 
 def initial_backbone(cfg: Config, image_size: int, num_classes: int, callbacks: list | None = None) -> InitialBackbone:
     bcfg, spec = cfg.backbone, BACKBONES.get(cfg.backbone.name)
+    keras.utils.set_random_seed(cfg.dataset(bcfg.pretrain.dataset).split.seed)  # random weights, reproducibly
     if bcfg.init == "pretrain":
         return _pretrained(cfg, spec, image_size, num_classes, callbacks)
     if bcfg.init in ("imagenet", "none"):
