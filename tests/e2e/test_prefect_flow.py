@@ -14,35 +14,16 @@ from dataclasses import dataclass
 import mlflow
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 
 from flows import pipeline
 from flows.pipeline import training_pipeline
+from tests.e2e.conftest import PRODUCTION_TASK
 from tests.stub_project import GRAPH, downstream, fail_next_run, make_stub_project, set_param, stage_starts
 from visionflow.config import ConfigError, load_config
 from visionflow.dvc_stages import StageFailed
-from visionflow.tracking import PARENT_RUN_ENV, flatten_params
+from visionflow.tracking import flatten_params
 
-pytestmark = pytest.mark.e2e
-
-PRODUCTION_TASK = pipeline.dvc_stage  # before the fixture below swaps in one that retries at once
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def flow_env():
-    """No tracking URI or parent run from outside; retries without the production waits."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv(PARENT_RUN_ENV, raising=False)
-        patch.setattr(pipeline, "dvc_stage", PRODUCTION_TASK.with_options(retry_delay_seconds=0))
-        yield
-
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server", "flow_env")]
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):

@@ -16,14 +16,11 @@ import mlflow
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
-from prefect.testing.utilities import prefect_test_harness
 
-from flows import pipeline
 from flows.retraining import retraining
 from tests.stub_project import GRAPH, TEST_METRICS, make_stub_project, set_metrics, set_source, stage_starts
-from visionflow.tracking import PARENT_RUN_ENV
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server", "flow_env")]
 
 STAGES = {**GRAPH, "promote": (["evaluate"], [])}
 METRICS = {**TEST_METRICS, "promote": "metrics/localizer/promotion.json"}
@@ -31,22 +28,6 @@ FIRST = {"registered_model": "visionflow-localizer", "version": "1", "promote": 
          "reason": "no champion yet; accuracy 0.75 reaches 0.5"}
 REFUSED = {"registered_model": "visionflow-localizer", "version": "2", "promote": False,
            "reason": "the bootstrap's lower bound -0.01 is not above 0"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def flow_env():
-    """No tracking URI or parent run from outside; retries without the production waits."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv(PARENT_RUN_ENV, raising=False)
-        patch.setattr(pipeline, "dvc_stage", pipeline.dvc_stage.with_options(retry_delay_seconds=0))
-        yield
 
 
 @dataclass(frozen=True)
