@@ -11,10 +11,10 @@ from visionflow.errors import DataError
 
 def _registered(model: str) -> str:
     """A family name (``detector``) or a registered model's name."""
-    from visionflow.config import load_config
+    from visionflow.config import PARAMS_FILE, TrackingConfig, load_config
 
-    prefix = load_config().tracking.registered_model_prefix if Path("params.yaml").exists() else "visionflow-"
-    return model if model.startswith(prefix) else f"{prefix}{model}"
+    tracking = load_config().tracking if Path(PARAMS_FILE).exists() else TrackingConfig()  # the default prefix
+    return model if model.startswith(tracking.registered_model_prefix) else f"{tracking.registered_model_prefix}{model}"
 
 
 def _connect() -> None:
