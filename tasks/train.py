@@ -12,10 +12,12 @@ from visionflow.io import write_json
 from visionflow.layout import CHECKPOINT_DIR, model_file, model_metrics, model_plots, processed_dir
 from visionflow.models.card import ModelCard, card_path
 from visionflow.models.fit import fit_family, save_model, write_history_csv
+from visionflow.training import ResumeState
 from visionflow.tracking.callback import keras_callback
 from visionflow.tracking.datasets import log_splits
 from visionflow.tracking.lineage import lineage_tags
 from visionflow.tracking.models import log_keras_model
+from visionflow.tracking.resume import take_over
 from visionflow.tracking.runs import TRACKING_ERRORS, stage_run
 
 
@@ -33,8 +35,10 @@ def run(cfg: Config, model: str) -> None:
     tags = dvc_tags(stage)
     params = {"train": {model: cfg.family_config(model).model_dump(by_alias=True)}, "backbone": cfg.backbone.model_dump()}
     with stage_run(stage, cfg.tracking.experiment, params, {**tags, **lineage_tags(cfg, model, tags)},
-                   system_metrics=True):
+                   system_metrics=True) as tracked:
         log_splits(dataset, tags, ("train", "valid"))
+        resume = ResumeState(CHECKPOINT_DIR / model, tags["dvc.inputs_hash"])  # a killed run's, if any
+        take_over(resume.attach_run(tracked.info.run_id), resume.history())
         trained = fit_family(cfg, model, meta, tags["dvc.inputs_hash"],
                              callbacks_for_phase=lambda phase: [keras_callback(phase)])
         card = ModelCard(model, meta["classes"], meta["category_ids"],

@@ -87,6 +87,29 @@ def test_interrupted_training_resumes_where_it_stopped_with_its_whole_history(tm
     assert history[-1]["learning_rate"] == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * 2 / 3)), rel=1e-6)
 
 
+def test_training_interrupted_in_its_first_phase_resumes_there_and_runs_the_second_whole(tmp_path):
+    epochs_run, asked = [], []
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            epochs_run.append(epoch)
+            if epoch == 0 and len(epochs_run) == 1:
+                raise KeyboardInterrupt("killed in the frozen phase")
+
+    fam = family()
+    model, backbone = build(fam)
+    with pytest.raises(KeyboardInterrupt):
+        train_two_phase(fam, model, backbone, batches_from(asked), STEPS, None, tmp_path / "ckpt", "f1",
+                        callbacks_for_phase=lambda phase: [Crash()])
+    model, backbone = build(fam)
+    history = train_two_phase(fam, model, backbone, batches_from(asked), STEPS, None, tmp_path / "ckpt", "f1",
+                              callbacks_for_phase=lambda phase: [Crash()])
+    assert epochs_run == [0, 1, 2, 3, 4]  # epoch 0's checkpoint kept; the fine-tune not started where the restore was
+    assert asked == [0, 1, 2]
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose([row["learning_rate"] for row in history], [0.05, 0.05, 0.01, 0.01, 0.01], rtol=1e-6)
+
+
 def test_learning_rate_warms_up_then_decays():
     from visionflow.config import PhaseConfig
     from visionflow.training import learning_rate_schedule

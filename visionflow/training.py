@@ -46,12 +46,15 @@ class ResumeState:
     def __init__(self, checkpoint_dir: Path, fingerprint: str):
         self.dir = Path(checkpoint_dir)
         path = self.dir / STATE_FILE
-        state = json.loads(path.read_text()) if path.exists() else {}
-        if state.get("fingerprint") != fingerprint:
+        self.state = json.loads(path.read_text()) if path.exists() else {}
+        if self.state.get("fingerprint") != fingerprint:
             shutil.rmtree(self.dir, ignore_errors=True)
-            state = {"fingerprint": fingerprint, "done": []}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.state = state
+            self.state = {"fingerprint": fingerprint, "done": []}
+            self.dir.mkdir(parents=True)
+            self._save()  # at once: a run killed in its first phase is then resumed, not wiped
+
+    def _save(self) -> None:
+        atomic_write_text(self.dir / STATE_FILE, json.dumps(self.state))
 
     def done(self, phase: str) -> bool:
         return phase in self.state["done"]
@@ -67,7 +70,14 @@ class ResumeState:
     def mark_done(self, phase: str, model) -> None:
         model.save_weights(self.weights_path(phase))
         self.state["done"].append(phase)
-        atomic_write_text(self.dir / STATE_FILE, json.dumps(self.state))
+        self._save()
+
+    def attach_run(self, run_id: str) -> str | None:
+        """Record ``run_id`` as the tracking run training now; the one recorded before, if any (killed)."""
+        previous = self.state.get("run_id")
+        self.state["run_id"] = run_id
+        self._save()
+        return previous
 
     def record_epoch(self, epoch: int, logs: dict) -> None:
         with (self.dir / HISTORY_FILE).open("a") as f:
@@ -159,6 +169,7 @@ def train_two_phase(family, model, backbone, train_from: Callable[[int], object]
         elif phase.config.epochs > 0:
             backup = keras.callbacks.BackupAndRestore(str(state.dir / phase.name))
             schedule = learning_rate_schedule(phase.config, epoch, steps_per_epoch)
+            model._initial_epoch = None  # set by an earlier phase's restore, Keras would start this one there
             model.fit(train_from(state.resume_epoch(phase.name, epoch)), steps_per_epoch=steps_per_epoch,
                       validation_data=valid_ds, initial_epoch=epoch, epochs=end, verbose=2,
                       callbacks=[backup, schedule, recorder, *callbacks_for_phase(phase.name)])
