@@ -7,6 +7,10 @@ holds, are not, since a retry cannot fix them. The flow holds the workspace
 (:mod:`visionflow.workspace`) from before it writes anything, and opens the MLflow parent
 run that the stages' runs attach to.
 
+With ``orchestration.gpu_work_pool`` set, the stages of ``orchestration.gpu_stages`` (the
+trainings) go to a worker of that pool instead (:mod:`flows.remote_stage`); their outputs
+come back through the DVC remote and their ``dvc.lock`` entries are recorded here.
+
 Run it with ``python -m flows.pipeline`` (what ``make run`` does; ``--help`` lists its
 parameters): with no ``PREFECT_API_URL`` set, Prefect starts its embedded server for the run.
 """
@@ -21,14 +25,17 @@ from typing import Any
 
 import mlflow
 from prefect import flow, get_run_logger, task
+from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
 from visionflow.config import PARAMS_FILE, Config, ConfigError, load_config
-from visionflow.dvc_stages import StageFailed, family_groups, lock_file_hash, repro_stage, select_stages, stage_graph
+from visionflow import remote_stage as remote
+from visionflow.dvc_stages import (LOCK_FILE, StageFailed, family_groups, lock_file_hash, named, outdated_stages,
+                                   repro_stage, select_stages, stage_graph)
 from visionflow.layout import model_metrics
 from visionflow.presets import apply_overrides
 from visionflow.tracking.lineage import PREFECT_RUN_ENV, PREFECT_URL_ENV, git_commit
-from visionflow.tracking.runs import PARENT_RUN_ENV, flatten_params, pipeline_run
+from visionflow.tracking.runs import PARENT_RUN_ENV, flatten_params, pipeline_run, tracking_uri
 from visionflow.workspace import workspace_lock
 
 
@@ -46,6 +53,37 @@ def dvc_stage(stage: str, root: str, env: dict[str, str], force: bool = False) -
                          env=env)
     logger.info("%s: %s", stage, "ran" if result.ran else "unchanged, skipped")
     return {"stage": stage, "ran": result.ran}
+
+
+@task(task_run_name="dvc repro {stage} on pool {pool}")
+def remote_dvc_stage(stage: str, root: str, env: dict[str, str], pool: str) -> dict:
+    """The stage on a worker of ``pool``, if DVC finds it out of date; its outputs and lock entry brought back."""
+    logger, here = get_run_logger(), Path(root)
+    if not outdated_stages(here, [stage]):
+        logger.info("%s: unchanged, skipped", stage)
+        return {"stage": stage, "ran": False}
+    commit, source = remote.committed_code(here)
+    remote.push(here, remote.inputs(here, stage))
+    params = {"stage": stage, "commit": commit, "source": source, "params": (here / PARAMS_FILE).read_text(),
+              "lock": (here / LOCK_FILE).read_text() if (here / LOCK_FILE).exists() else "schema: '2.0'\nstages: {}\n",
+              "env": {**env, "MLFLOW_TRACKING_URI": tracking_uri(here)}}
+    run = run_deployment(f"remote_stage/{pool}", parameters=params, timeout=None)
+    if not run.state.is_completed():
+        raise StageFailed(stage, f"flow run {run.name} on pool {pool} ended {run.state.name}: {run.state.message}",
+                          user_error=False)
+    answer = run.state.result()
+    remote.record(here, stage, answer["lock"], answer["files"])
+    logger.info("%s: %s on %s (%s)", stage, "ran" if answer["ran"] else "unchanged", answer["worker"]["host"],
+                answer["worker"]["root"])
+    return {"stage": stage, "ran": answer["ran"], "worker": answer["worker"]}
+
+
+def run_stage(stage: str, root: Path, env: dict[str, str], cfg: Config) -> dict:
+    """Here, or on the GPU pool when it is set and the stage is one of ``orchestration.gpu_stages``."""
+    pool = cfg.orchestration.gpu_work_pool
+    if pool and any(named(stage, name) for name in cfg.orchestration.gpu_stages):
+        return remote_dvc_stage(stage, str(root), env, pool)
+    return dvc_stage(stage, str(root), env)
 
 
 def flow_tags() -> dict[str, str]:
@@ -128,7 +166,7 @@ def training_pipeline(root: str = ".", stages: list[str] | None = None, models: 
         order = chosen_stages(root_path, cfg, stages, models)
         with parent_run(cfg, root_path, experiment, resume_run_id) as run:
             env = stage_env(run.info.run_id)
-            results = [dvc_stage(stage, str(root_path), env) for stage in order]
+            results = [run_stage(stage, root_path, env, cfg) for stage in order]
             tags = outcome_tags(results, root_path)
             mlflow.set_tags(tags)
             mlflow.log_dict({"stages": results}, "stages.json")

@@ -234,6 +234,8 @@ class OrchestrationConfig(Section):
     schedule: str = "0 3 * * 1"  # cron (minute hour day month weekday, UTC) of the retraining deployment
     work_pool: str = "visionflow"  # the work pool prefect.yaml's deployment runs in
     on_busy: Literal["wait", "fail"] = "wait"  # another pipeline run on this workspace: wait for it, or stop at once
+    gpu_work_pool: str | None = None  # gpu_stages run on a worker of this pool (deployment remote_stage/<pool>)
+    gpu_stages: list[str] = ["train"]  # stages, or groups of them (train: every train@<family>), sent to that pool
 
     @field_validator("schedule")
     @classmethod

@@ -147,7 +147,7 @@ def family_groups(root: Path = Path(".")) -> set[str]:
     return {name for name, spec in stages.items() if isinstance(spec, dict) and spec.get("foreach") == "${train}"}
 
 
-def _named(stage: str, name: str) -> bool:
+def named(stage: str, name: str) -> bool:
     """``name`` is the stage, or its group (``train`` names ``train@localizer``)."""
     return stage == name or stage.split("@")[0] == name
 
@@ -158,10 +158,10 @@ def select_stages(graph: dict[str, list[str]], stages=None, models=None, groups=
     With ``models``, only what those families need: their own stages (``<group>@<family>`` for
     each of ``groups``) and every stage upstream of them, the data stages of their datasets among them.
     """
-    unknown = [name for name in stages or [] if not any(_named(s, name) for s in graph)]
+    unknown = [name for name in stages or [] if not any(named(s, name) for s in graph)]
     if unknown:
         raise ValueError(f"not a stage of dvc.yaml: {', '.join(unknown)} (stages: {', '.join(graph)})")
-    chosen = [s for s in graph if not stages or any(_named(s, name) for name in stages)]
+    chosen = [s for s in graph if not stages or any(named(s, name) for name in stages)]
     if models:
         own = [s for s in graph if s.split("@")[0] in groups and s.split("@")[-1] in models]
         missing = [m for m in models if not any(s.split("@")[-1] == m for s in own)]
