@@ -7,6 +7,7 @@ import mlflow
 
 from tasks._entry import dvc_tags, main
 from visionflow.config import Config
+from visionflow.figures import history_figure
 from visionflow.data.tfrecords import read_meta
 from visionflow.io import write_json
 from visionflow.layout import CHECKPOINT_DIR, model_file, model_metrics, model_plots, processed_dir
@@ -24,6 +25,8 @@ from visionflow.tracking.runs import TRACKING_ERRORS, stage_run
 def log_record(model: str, trained, card: ModelCard, final: dict) -> None:
     """The history, the final metrics and the trained model, in the training run (registered only once tested)."""
     mlflow.log_artifact(str(model_plots(model) / "history.csv"), "history")
+    frozen = trained.family.config.frozen.epochs  # train and validation on one chart per metric
+    mlflow.log_figure(history_figure(trained.history, f"{model} training", frozen or None), "figures/history.png")
     mlflow.log_metrics({f"final_{k}": v for k, v in final.items()})
     logged = log_keras_model(trained.served, trained.sample, metadata=card.as_dict())
     mlflow.log_metrics({f"final_{k}": v for k, v in final.items()}, model_id=logged.model_id)

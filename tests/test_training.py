@@ -180,3 +180,18 @@ def test_a_changed_fingerprint_starts_over(tmp_path):
     assert ran == [0]  # the same inputs: the phase was done, nothing trains again
     history = train_two_phase(fam, *build(fam), batches_from(), STEPS, None, tmp_path / "ckpt", "new", probe)
     assert ran == [0, 0] and [row["epoch"] for row in history] == [0]  # new inputs: trained anew
+
+
+def test_the_history_figure_puts_each_metric_and_its_validation_on_one_chart():
+    from visionflow.figures import history_figure
+
+    history = [{"epoch": e, "loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "box_iou": 0.1 * e,
+                "val_box_iou": 0.09 * e, "learning_rate": 0.01} for e in range(5)]
+    fig = history_figure(history, "localizer", finetune_from=2)
+    charts = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert set(charts) == {"loss", "box_iou"}  # the rate is not a curve of its own; val_ joins its metric
+    for name, ax in charts.items():
+        train, valid = ax.get_lines()[:2]
+        assert (train.get_label(), valid.get_label()) == ("train", "validation")
+        np.testing.assert_allclose(valid.get_ydata(), [row[f"val_{name}"] for row in history])
+        assert ax.get_lines()[2].get_xdata()[0] == 1.5  # the phase boundary

@@ -66,3 +66,36 @@ def robustness_figure(report: dict, title: str):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def history_figure(history: list[dict], title: str, finetune_from: int | None = None):
+    """Each metric's training and validation curves on one chart (``loss`` with ``val_loss``), by epoch.
+
+    ``finetune_from``: the first fine-tuning epoch, marked by a vertical line.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({k for row in history for k in row} - {"epoch", "learning_rate"} - {k for row in history for k in row
+                                                                                       if k.startswith("val_")})
+    columns = min(3, max(1, len(names)))
+    rows = max(1, -(-len(names) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    epochs = [row["epoch"] for row in history]
+    for ax, name in zip(axes.flat, names):
+        for key, label in ((name, "train"), (f"val_{name}", "validation")):
+            values = [row.get(key) for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [np.nan if v is None else v for v in values], marker=".", label=label)
+        if finetune_from is not None:
+            ax.axvline(finetune_from - 0.5, color="gray", lw=0.8, ls="--")
+        ax.set(title=name, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(title + ("" if finetune_from is None else " (dashed: frozen | fine-tuned)"))
+    fig.tight_layout()
+    return fig

@@ -224,6 +224,7 @@ def test_training_logs_its_model_history_datasets_and_lineage_but_registers_noth
     assert pred["class"].shape == (3, 5) and pred["box"].shape == (3, 4)
     client = mlflow.MlflowClient()
     assert [a.path for a in client.list_artifacts(train.info.run_id, "history")] == ["history/history.csv"]
+    assert "figures/history.png" in [a.path for a in client.list_artifacts(train.info.run_id, "figures")]
     inputs = {(d.dataset.name, d.dataset.digest) for d in train.inputs.dataset_inputs}
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["train@localizer"]
     processed = next(d["md5"] for d in lock["deps"] if d["path"] == "data/shapes/processed")
