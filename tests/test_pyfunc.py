@@ -5,11 +5,8 @@ import base64
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
+from tests.servers import free_port, stop, wait_until_up
 from tests.test_detector import SPEC as DETECTOR_SPEC
 from tests.tiny import SPEC as LOCALIZER_SPEC
 from visionflow.cli import main
@@ -146,25 +144,8 @@ def test_a_cell_that_is_not_an_image_is_a_one_line_error_naming_it(registry, loc
     assert message in error.value.message and "\n" not in error.value.message
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_until_up(server: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the server exited ({server.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"no answer at {url}/ping within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def test_mlflow_models_serve_answers_with_the_detections_of_visionflow_predict(registry, tmp_path):
@@ -179,19 +160,14 @@ def test_mlflow_models_serve_answers_with_the_detections_of_visionflow_predict(r
                                    "local", "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until_up(server, url, log)
+        wait_until_up(server, url + "/ping", log)
         body = {"dataframe_records": [{"image": base64.b64encode(encoded(f)).decode("ascii")} for f in files]}
         request = urllib.request.Request(url + "/invocations", json.dumps(body).encode(),
                                          {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop(server)
     assert_same_detections(answer["predictions"], predict_files(load_model(str(path)), files))
 
 

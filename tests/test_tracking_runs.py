@@ -1,6 +1,5 @@
 """Runs: the experiment (its kind, its artifacts, created once under a race) and a server that does not answer."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from tests.servers import free_port
 from visionflow.tracking.runs import ARTIFACTS_DIR, TrackingUnreachable, check_reachable, default_uri, stage_run
 
 @pytest.fixture
@@ -49,10 +49,6 @@ def test_two_workers_racing_to_create_the_experiment_share_it(store):
     assert len(mlflow.search_experiments(filter_string="name = 'raced'")) == 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_server_that_does_not_answer_fails_at_once_with_one_line():

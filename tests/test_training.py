@@ -37,6 +37,18 @@ def build(fam):
     return fam.build(SPEC, SIZE, 1.0, None)
 
 
+def crash_once_after(crash_epoch: int, epochs_run: list):
+    """A callback class that records each finished epoch and stops training, once, after ``crash_epoch``."""
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            epochs_run.append(epoch)
+            if epoch == crash_epoch and epochs_run.count(crash_epoch) == 1:
+                raise KeyboardInterrupt("power cut")
+
+    return Crash
+
+
 def test_phases_freeze_then_unfreeze_and_keep_batchnorm_in_inference_mode(tmp_path):
     fam = family()
     model, backbone = build(fam)
@@ -63,12 +75,7 @@ def test_phases_freeze_then_unfreeze_and_keep_batchnorm_in_inference_mode(tmp_pa
 
 def test_interrupted_training_resumes_where_it_stopped_with_its_whole_history(tmp_path):
     epochs_run, asked = [], []
-
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            epochs_run.append(epoch)
-            if epoch == 3 and len(epochs_run) == 4:
-                raise KeyboardInterrupt("power cut")
+    Crash = crash_once_after(3, epochs_run)
 
     fam = family(schedule="cosine")
     model, backbone = build(fam)
@@ -89,12 +96,7 @@ def test_interrupted_training_resumes_where_it_stopped_with_its_whole_history(tm
 
 def test_training_interrupted_in_its_first_phase_resumes_there_and_runs_the_second_whole(tmp_path):
     epochs_run, asked = [], []
-
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            epochs_run.append(epoch)
-            if epoch == 0 and len(epochs_run) == 1:
-                raise KeyboardInterrupt("killed in the frozen phase")
+    Crash = crash_once_after(0, epochs_run)
 
     fam = family()
     model, backbone = build(fam)

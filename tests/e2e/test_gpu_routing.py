@@ -10,20 +10,16 @@ set, ``train`` must run in the second clone, and its outputs come back through t
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import mlflow
 import pytest
 import yaml
 
 from tests.project import ROOT, run, tool_env
+from tests.servers import free_port, stop, wait_until_up
 from tests.stub_project import CONTROL_DIR, make_stub_project, out_path, set_param, stage_starts
 
 pytestmark = pytest.mark.e2e
@@ -33,33 +29,12 @@ METRICS = {"train": "metrics/train.json", "evaluate": "metrics/localizer/test.js
 POOL = "gpu-test"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_until(ready, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, f"{what} did not come up in {timeout} s"
-        time.sleep(0.5)
 
 
-def healthy(url: str) -> bool:
-    try:
-        return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
-    except OSError:
-        return False
 
 
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +48,7 @@ def prefect_env(tmp_path_factory):
                                "--port", str(port)], env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: healthy(env["PREFECT_API_URL"]), "prefect server")
+        wait_until_up(server, f"{env['PREFECT_API_URL']}/health")
         yield env
     finally:
         stop(server)

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +28,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from tests.servers import free_port, stop, wait_until_up
 from visionflow.tracking.callback import keras_callback
 from visionflow.tracking.models import log_keras_model
 from visionflow.tracking.runs import ARTIFACTS_DIR, PARENT_RUN_ENV, default_uri, pipeline_run, stage_run
@@ -109,38 +106,10 @@ def store(chromium, tmp_path_factory) -> Store:  # without chromium, skipped bef
     return Store(root, parent.info.experiment_id, parent.info.run_id, run_id)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"mlflow server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"mlflow server did not answer {url}/health within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def stop(server: subprocess.Popen) -> None:
-    """The whole process group: the server starts uvicorn in a process of its own."""
-    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +125,7 @@ def server(store):
         process = subprocess.Popen(command, cwd=store.root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
-            wait_until_up(url, process, log)
+            wait_until_up(process, f"{url}/health", log)
             yield url
         finally:
             stop(process)

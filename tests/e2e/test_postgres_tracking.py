@@ -21,7 +21,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import pytest
 import requests
 
 from tests.project import make_project, tool_env
+from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -40,10 +40,6 @@ STAGES = ["photos", "ingest@shapes", "split@shapes"]
 DATABASE = "mlflow"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def postgres_bin() -> Path | None:
