@@ -34,10 +34,11 @@ def label_only_shards(root, n=48):
     return n
 
 
-def test_the_classifier_learns_from_images_that_have_labels_and_no_boxes(tmp_path):
+@pytest.mark.parametrize("pooling", ["avg", "max16"])
+def test_the_classifier_learns_from_images_that_have_labels_and_no_boxes(tmp_path, pooling):
     n = label_only_shards(tmp_path)
     config = ClassifierConfig(batch_size=16, frozen={"epochs": 1, "learning_rate": 0.01},
-                              finetune={"epochs": 6, "learning_rate": 0.01})
+                              finetune={"epochs": 6, "learning_rate": 0.01}, pooling=pooling)
     family = Classifier(config, CLASSES)
     keras.utils.set_random_seed(0)
     model, backbone = family.build(SPEC, SIZE, 1.0, None)
@@ -54,6 +55,21 @@ def test_the_classifier_learns_from_images_that_have_labels_and_no_boxes(tmp_pat
     metrics = family.metrics(outputs, {"class": labels})
     assert metrics["accuracy"] >= 0.9, metrics
     assert set(metrics["per_class"]) == set(CLASSES) and "ece" in metrics and "top_2_accuracy" not in metrics
+
+
+def test_the_max16_head_pools_both_maps_freezes_with_the_backbone_and_reloads(tmp_path):
+    from visionflow.models.transfer import set_backbone_trainable
+
+    family = Classifier(ClassifierConfig(pooling="max16"), CLASSES)
+    keras.utils.set_random_seed(0)
+    model, backbone = family.build(SPEC, SIZE, 1.0, None)
+    assert model.get_layer("class_pool").output.shape[-1] == 8 + 8  # the 1/4 map's channels (tiny) + the last map's
+    set_backbone_trainable(backbone, False)
+    assert [w.path for w in model.trainable_weights] == ["class/kernel", "class/bias"]
+    x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0)["class"],
+                               model.predict(x, verbose=0)["class"], rtol=1e-6)
 
 
 def test_decode_gives_the_top_k_classes_as_whole_image_detections_best_first():

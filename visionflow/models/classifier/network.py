@@ -14,9 +14,17 @@ def build_classifier(spec: BackboneSpec, image_size: int, num_classes: int, widt
     if backbone_weights:
         backbone.load_weights(backbone_weights)
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    features = backbone(inputs, training=False)
-    pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
-    pooled = pool(name="class_pool")(features)
+    if pooling == "max16":  # a small object is a cell or two of the 1/16 map, and a fraction of one at 1/32
+        trunk, top = spec.split(backbone)
+        fine = trunk(inputs, training=False)
+        coarse = top(fine, training=False)
+        pooled = keras.layers.Concatenate(name="class_pool")([
+            keras.layers.GlobalMaxPooling2D(name="class_pool16")(fine),
+            keras.layers.GlobalMaxPooling2D(name="class_pool32")(coarse)])
+    else:
+        features = backbone(inputs, training=False)
+        pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+        pooled = pool(name="class_pool")(features)
     probs = keras.layers.Dense(num_classes, activation="softmax", name="class", dtype="float32")(pooled)  # any policy
     return keras.Model(inputs, {"class": probs}, name="classifier"), backbone
 
