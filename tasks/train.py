@@ -41,7 +41,8 @@ def run(cfg: Config, model: str) -> None:
                    system_metrics=True) as tracked:
         log_splits(dataset, tags, ("train", "valid"))
         resume = ResumeState(CHECKPOINT_DIR / model, tags["dvc.inputs_hash"])  # a killed run's, if any
-        take_over(resume.attach_run(tracked.info.run_id), resume.history())
+        resume.attach_run(tracked.info.run_id)
+        take_over(resume.previous_run_id, resume.history())
         trained = fit_family(cfg, model, meta, tags["dvc.inputs_hash"],
                              callbacks_for_phase=lambda phase: [keras_callback(phase)])
         card = ModelCard(model, meta["classes"], meta["category_ids"],

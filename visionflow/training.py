@@ -2,8 +2,8 @@
 
 Both phases recompile (a change of ``trainable`` only takes effect on compile), and
 the epoch count runs on across them so the logged curves continue. Training resumes
-where it stopped: each phase keeps a ``BackupAndRestore`` checkpoint at every epoch's
-end, finished phases keep their weights, every finished epoch's metrics are kept, and
+where it stopped: each phase keeps a ``BackupAndRestore`` checkpoint of its last finished
+epoch, finished phases keep their weights, every finished epoch's metrics are kept, and
 all of it is dropped when the inputs (the fingerprint) change. The training data is
 asked for from the epoch it resumes at, so a resumed epoch sees the batches it would
 have seen.
@@ -47,7 +47,8 @@ class ResumeState:
         self.dir = Path(checkpoint_dir)
         path = self.dir / STATE_FILE
         self.state = json.loads(path.read_text()) if path.exists() else {}
-        if self.state.get("fingerprint") != fingerprint:
+        self.previous_run_id = self.state.get("run_id")  # the tracking run of an interrupted attempt, if any
+        if self.state.get("fingerprint") != fingerprint:  # new inputs: start over (that run was still killed)
             shutil.rmtree(self.dir, ignore_errors=True)
             self.state = {"fingerprint": fingerprint, "done": []}
             self.dir.mkdir(parents=True)
@@ -72,12 +73,10 @@ class ResumeState:
         self.state["done"].append(phase)
         self._save()
 
-    def attach_run(self, run_id: str) -> str | None:
-        """Record ``run_id`` as the tracking run training now; the one recorded before, if any (killed)."""
-        previous = self.state.get("run_id")
+    def attach_run(self, run_id: str) -> None:
+        """Record ``run_id`` as the tracking run training now (``previous_run_id`` keeps the one before)."""
         self.state["run_id"] = run_id
         self._save()
-        return previous
 
     def record_epoch(self, epoch: int, logs: dict) -> None:
         with (self.dir / HISTORY_FILE).open("a") as f:
@@ -167,12 +166,14 @@ def train_two_phase(family, model, backbone, train_from: Callable[[int], object]
         if state.done(phase.name):
             model.load_weights(state.weights_path(phase.name))
         elif phase.config.epochs > 0:
-            backup = keras.callbacks.BackupAndRestore(str(state.dir / phase.name))
+            # written twice over (a kill mid-write leaves the one before), and last: an epoch is recorded before
+            # it is checkpointed, so a kill between the two re-runs it rather than losing its record
+            backup = keras.callbacks.BackupAndRestore(str(state.dir / phase.name), double_checkpoint=True)
             schedule = learning_rate_schedule(phase.config, epoch, steps_per_epoch)
             model._initial_epoch = None  # set by an earlier phase's restore, Keras would start this one there
             model.fit(train_from(state.resume_epoch(phase.name, epoch)), steps_per_epoch=steps_per_epoch,
                       validation_data=valid_ds, initial_epoch=epoch, epochs=end, verbose=2,
-                      callbacks=[backup, schedule, recorder, *callbacks_for_phase(phase.name)])
+                      callbacks=[schedule, recorder, *callbacks_for_phase(phase.name), backup])
             state.mark_done(phase.name, model)
         epoch = end
     return state.history()

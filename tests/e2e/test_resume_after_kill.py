@@ -36,8 +36,9 @@ def start_training(root):
 def kill_in_second_epoch(proc, root, timeout=600):
     """SIGKILL the process group once the first epoch is recorded and checkpointed: inside the second."""
     recorded = root / "models/.checkpoints/localizer/history.jsonl"
+    checkpointed = root / "models/.checkpoints/localizer/frozen/training_metadata.json"  # BackupAndRestore's
     deadline = time.monotonic() + timeout
-    while not (recorded.exists() and recorded.read_text().count("\n") >= 1):
+    while not (recorded.exists() and recorded.read_text().count("\n") >= 1 and checkpointed.exists()):
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "training never finished its first epoch"
         time.sleep(0.05)

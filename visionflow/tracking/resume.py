@@ -19,11 +19,13 @@ RESUMED_AT_EPOCH = "visionflow.resumed_at_epoch"
 
 
 def take_over(previous_run_id: str | None, history: list[dict]) -> None:
-    """In the active run: end ``previous_run_id`` as killed, and log ``history`` (one row per finished epoch)."""
+    """In the active run: end ``previous_run_id`` as killed, and log ``history`` (one row per finished epoch;
+    empty when the inputs changed since, and training starts over)."""
     run = mlflow.active_run()
     if previous_run_id and previous_run_id != run.info.run_id:
-        mark_killed(previous_run_id, spare=run.data.tags.get("mlflow.parentRunId"))
-        mlflow.set_tag(RESUMED_FROM, previous_run_id)
+        found = mark_killed(previous_run_id, spare=run.data.tags.get("mlflow.parentRunId"))
+        if found and history:
+            mlflow.set_tag(RESUMED_FROM, previous_run_id)
     if history:
         mlflow.set_tag(RESUMED_AT_EPOCH, history[-1]["epoch"] + 1)
         now = int(time.time() * 1000)
@@ -33,15 +35,19 @@ def take_over(previous_run_id: str | None, history: list[dict]) -> None:
             mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
 
 
-def mark_killed(run_id: str, spare: str | None = None) -> None:
-    """``run_id``, and its parent unless that is ``spare``, marked ``KILLED`` where still ``RUNNING``."""
+def mark_killed(run_id: str, spare: str | None = None) -> bool:
+    """``run_id``, and its parent unless that is ``spare``, marked ``KILLED`` where still ``RUNNING``;
+    whether the run is in this store (and not deleted)."""
     client = mlflow.MlflowClient()
     try:
         run = client.get_run(run_id)
+        if run.info.lifecycle_stage == "deleted":
+            return False
+        if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
     except MlflowException:  # not in this store (another server, or a store started afresh)
-        return
-    if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        return False
     parent = run.data.tags.get("mlflow.parentRunId")
     if parent and parent != spare:
         mark_killed(parent, spare)
+    return True
