@@ -71,7 +71,12 @@ def remote_dvc_stage(stage: str, root: str, env: dict[str, str], pool: str) -> d
     if not run.state.is_completed():
         raise StageFailed(stage, f"flow run {run.name} on pool {pool} ended {run.state.name}: {run.state.message}",
                           user_error=False)
-    answer = run.state.result()
+    try:
+        answer = run.state.result()
+    except Exception as e:  # e.g. a result stored where this machine cannot read it
+        raise StageFailed(stage, f"flow run {run.name} on pool {pool} finished, but its result cannot be read here "
+                          f"({type(e).__name__}: {e}); across machines, both sides need one result storage "
+                          "(PREFECT_DEFAULT_RESULT_STORAGE_BLOCK)", user_error=True) from e
     remote.record(here, stage, answer["lock"], answer["files"])
     logger.info("%s: %s on %s (%s)", stage, "ran" if answer["ran"] else "unchanged", answer["worker"]["host"],
                 answer["worker"]["root"])

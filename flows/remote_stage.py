@@ -17,6 +17,7 @@ Deploy it from the worker's clone, then start the worker there::
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -31,9 +32,12 @@ from visionflow.workspace import workspace_lock
 def remote_stage(stage: str, commit: str, source: str, params: str, lock: str, env: dict[str, str]) -> dict:
     """Run ``stage`` at ``commit`` (fetched from ``source``) with this ``params.yaml`` and ``dvc.lock`` text.
 
-    ``env`` is added to the stage's environment: the MLflow parent run and tracking URI, the flow run.
+    ``env`` is added to the stage's environment: the MLflow parent run and tracking URI, the flow run. The
+    worker's own ``MLFLOW_TRACKING_URI``, if it has one, wins: the pipeline's may be a path or a loopback address.
     """
     logger, root = get_run_logger(), Path.cwd().resolve()
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        env = {**env, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
     with workspace_lock(root, "wait", on_wait=logger.warning):  # one job at a time in this clone
         remote.checkout(root, source, commit, params, lock)
         remote.pull(root, remote.inputs(root, stage))

@@ -144,10 +144,6 @@ def test_a_cell_that_is_not_an_image_is_a_one_line_error_naming_it(registry, loc
     assert message in error.value.message and "\n" not in error.value.message
 
 
-
-
-
-
 def test_mlflow_models_serve_answers_with_the_detections_of_visionflow_predict(registry, tmp_path):
     tracking, files, champion = registry
     uri, path = champion("detector")

@@ -49,8 +49,6 @@ def test_two_workers_racing_to_create_the_experiment_share_it(store):
     assert len(mlflow.search_experiments(filter_string="name = 'raced'")) == 1
 
 
-
-
 def test_a_server_that_does_not_answer_fails_at_once_with_one_line():
     uri = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()

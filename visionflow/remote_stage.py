@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-
-import yaml
+from urllib.parse import urlsplit, urlunsplit
 
 from visionflow.config import PARAMS_FILE, ConfigError
 from visionflow.dvc_stages import LOCK_FILE, environment_with_this_python
 from visionflow.io import atomic_write_text
 
-CODE = ("visionflow", "tasks", "flows", "dvc.yaml", "pyproject.toml")  # what a worker gets from git, not from us
+# What a worker gets from git, not from us: the code, and DVC's config (its default remote, which both sides use).
+CODE = ("visionflow", "tasks", "flows", "dvc.yaml", "pyproject.toml", ".dvc/config")
 
 
 class RemoteStageError(RuntimeError):
@@ -35,21 +35,40 @@ def _run(root: Path, *cmd: str) -> str:
 
 
 def committed_code(root: Path) -> tuple[str, str]:
-    """The commit a worker checks out and where it fetches it from; an error if the code differs from it."""
+    """The commit a worker checks out and where it may fetch it from; an error if the code differs from it,
+    or if the commit is not on ``origin`` (when there is one) for the worker to fetch."""
     changed = _run(root, "git", "status", "--porcelain", "--", *(c for c in CODE if (root / c).exists()))
     if changed:
         raise ConfigError(f"orchestration.gpu_work_pool: a worker runs the committed code, and {root} has changes "
                           f"({changed.splitlines()[0].strip()}, ...): commit them first")
+    commit = _run(root, "git", "rev-parse", "HEAD")
     try:
         source = _run(root, "git", "remote", "get-url", "origin")
     except RemoteStageError:  # no origin: a worker on this machine fetches from the workspace itself
-        source = str(Path(root).resolve())
-    return _run(root, "git", "rev-parse", "HEAD"), source
+        return commit, str(Path(root).resolve())
+    if not _run(root, "git", "branch", "--remotes", "--contains", commit):
+        raise ConfigError(f"orchestration.gpu_work_pool: commit {commit[:7]} is on no branch of origin, where a "
+                          f"worker fetches it: git push first")
+    return commit, without_credentials(source)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without a user or token in it: it becomes a flow-run parameter, shown in Prefect's UI."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def checkout(root: Path, source: str, commit: str, params: str, lock: str) -> None:
-    """The worker's clone at ``commit`` (its own changes dropped), with the pipeline's params and lock."""
-    _run(root, "git", "fetch", "--quiet", source, commit)
+    """The worker's clone at ``commit`` (its own changes dropped), with the pipeline's params and lock.
+
+    The commit comes from the clone's own ``origin`` (which holds the worker's credentials), else ``source``.
+    """
+    try:
+        _run(root, "git", "fetch", "--quiet", "origin", commit)
+    except RemoteStageError:
+        _run(root, "git", "fetch", "--quiet", source, commit)
     _run(root, "git", "checkout", "--quiet", "--force", "--detach", commit)
     atomic_write_text(root / PARAMS_FILE, params)
     atomic_write_text(root / LOCK_FILE, lock)
@@ -86,16 +105,27 @@ def pull(root: Path, targets: list[str]) -> None:
 
 
 def lock_entry(root: Path, stage: str) -> dict:
-    return yaml.safe_load((root / LOCK_FILE).read_text())["stages"][stage]
+    """The stage's ``dvc.lock`` entry, read as DVC reads it (YAML 1.2: ``1e-05`` is a number, ``no`` a string)."""
+    from dvc.utils.serialize import load_yaml
+
+    return load_yaml(root / LOCK_FILE)["stages"][stage]
 
 
 def record(root: Path, stage: str, entry: dict, files: dict[str, str]) -> None:
-    """Take the worker's answer: its small outputs, then its ``dvc.lock`` entry; then pull the rest."""
+    """Take the worker's answer: its small outputs, then its ``dvc.lock`` entry; then pull the rest.
+
+    The entry goes in as DVC writes its lock (the other entries stay as they were).
+    """
     for path, text in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(root / path, text)
-    path = root / LOCK_FILE
-    lock = yaml.safe_load(path.read_text()) if path.exists() else {"schema": "2.0", "stages": {}}
-    lock["stages"][stage] = entry
-    atomic_write_text(path, yaml.safe_dump(lock, sort_keys=False))
+    merge_lock_entry(root, stage, entry)
     pull(root, [stage])
+
+
+def merge_lock_entry(root: Path, stage: str, entry: dict) -> None:
+    from dvc.utils.serialize import modify_yaml
+
+    with modify_yaml(root / LOCK_FILE) as lock:
+        lock.setdefault("schema", "2.0")
+        lock.setdefault("stages", {})[stage] = entry

@@ -29,14 +29,6 @@ METRICS = {"train": "metrics/train.json", "evaluate": "metrics/localizer/test.js
 POOL = "gpu-test"
 
 
-
-
-
-
-
-
-
-
 @pytest.fixture(scope="module")
 def prefect_env(tmp_path_factory):
     """A Prefect server of the test's own, and the environment that talks to it (one PREFECT_HOME: one

@@ -106,12 +106,6 @@ def store(chromium, tmp_path_factory) -> Store:  # without chromium, skipped bef
     return Store(root, parent.info.experiment_id, parent.info.run_id, run_id)
 
 
-
-
-
-
-
-
 @pytest.fixture(scope="module")
 def server(store):
     url, log = f"http://127.0.0.1:{free_port()}", store.root / "server.log"

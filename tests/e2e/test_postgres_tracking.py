@@ -40,8 +40,6 @@ STAGES = ["photos", "ingest@shapes", "split@shapes"]
 DATABASE = "mlflow"
 
 
-
-
 def postgres_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if found:
