@@ -197,3 +197,21 @@ def test_the_history_figure_puts_each_metric_and_its_validation_on_one_chart():
         assert (train.get_label(), valid.get_label()) == ("train", "validation")
         np.testing.assert_allclose(valid.get_ydata(), [row[f"val_{name}"] for row in history])
         assert ax.get_lines()[2].get_xdata()[0] == 1.5  # the phase boundary
+
+
+def test_a_checkpoint_damaged_by_the_kill_resumes_from_the_one_before(tmp_path):
+    import h5py
+
+    from visionflow.training import BACKUP_METADATA, BACKUP_WEIGHTS, ResumeState
+
+    state = ResumeState(tmp_path, "f1")
+    backup = tmp_path / "frozen"
+    backup.mkdir()
+    (backup / BACKUP_WEIGHTS).write_bytes(b"\x89HDF\r\n")  # cut short mid-write
+    (backup / BACKUP_METADATA).write_text('{"epoch": 4, "batch": 0}')
+    h5py.File(backup / f"{BACKUP_WEIGHTS}.bkp", "w").close()
+    (backup / f"{BACKUP_METADATA}.bkp").write_text('{"epoch": 3, "batch": 0}')
+    assert state.resume_epoch("frozen", 0) == 3
+    h5py.File(backup / BACKUP_WEIGHTS, "w").close()
+    assert state.resume_epoch("frozen", 0) == 4
+    assert state.resume_epoch("finetune", 5) == 5  # no checkpoint: the phase's first epoch

@@ -26,7 +26,18 @@ from visionflow.models.transfer import make_optimizer, set_backbone_trainable
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
-BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
+BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore...
+BACKUP_WEIGHTS = "latest.weights.h5"  # ...beside its weights (and, with double_checkpoint, both again as .bkp)
+
+
+def _readable_h5(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -64,9 +75,14 @@ class ResumeState:
         return self.dir / f"{phase}.weights.h5"
 
     def resume_epoch(self, phase: str, first_epoch: int) -> int:
-        """The epoch a phase's ``BackupAndRestore`` checkpoint will resume at."""
-        path = self.dir / phase / BACKUP_METADATA
-        return json.loads(path.read_text())["epoch"] if path.exists() else first_epoch
+        """The epoch a phase's ``BackupAndRestore`` checkpoint will resume at: its last, or, where a kill
+        damaged the last one's weights, the one before (as Keras falls back)."""
+        backup = self.dir / phase
+        for suffix in ("", ".bkp"):
+            weights, metadata = backup / f"{BACKUP_WEIGHTS}{suffix}", backup / f"{BACKUP_METADATA}{suffix}"
+            if metadata.exists() and _readable_h5(weights):
+                return json.loads(metadata.read_text())["epoch"]
+        return first_epoch
 
     def mark_done(self, phase: str, model) -> None:
         model.save_weights(self.weights_path(phase))
@@ -166,14 +182,14 @@ def train_two_phase(family, model, backbone, train_from: Callable[[int], object]
         if state.done(phase.name):
             model.load_weights(state.weights_path(phase.name))
         elif phase.config.epochs > 0:
-            # written twice over (a kill mid-write leaves the one before), and last: an epoch is recorded before
-            # it is checkpointed, so a kill between the two re-runs it rather than losing its record
+            # written twice over (a kill mid-write leaves the one before), and after the epoch's record: a kill
+            # between the two re-runs the epoch rather than losing its record (the resumed run logs the records)
             backup = keras.callbacks.BackupAndRestore(str(state.dir / phase.name), double_checkpoint=True)
             schedule = learning_rate_schedule(phase.config, epoch, steps_per_epoch)
             model._initial_epoch = None  # set by an earlier phase's restore, Keras would start this one there
             model.fit(train_from(state.resume_epoch(phase.name, epoch)), steps_per_epoch=steps_per_epoch,
                       validation_data=valid_ds, initial_epoch=epoch, epochs=end, verbose=2,
-                      callbacks=[schedule, recorder, *callbacks_for_phase(phase.name), backup])
+                      callbacks=[schedule, recorder, backup, *callbacks_for_phase(phase.name)])
             state.mark_done(phase.name, model)
         epoch = end
     return state.history()
