@@ -136,7 +136,13 @@ def chosen_stages(root: Path, cfg: Config, stages: list[str] | None, models: lis
     if unknown:
         raise ConfigError(f"models: {', '.join(unknown)}: not a model family under train in params.yaml "
                           f"(families: {', '.join(cfg.models)})")
-    return select_stages(stage_graph(root), stages, models, family_groups(root))
+    graph = stage_graph(root)
+    orchestration = cfg.orchestration
+    stray = [n for n in orchestration.gpu_stages if not any(named(stage, n) for stage in graph)]
+    if orchestration.gpu_work_pool and stray:  # a typo would quietly send nothing to the pool
+        raise ConfigError(f"orchestration.gpu_stages: {', '.join(stray)}: not a stage of dvc.yaml, nor a group "
+                          f"of them (stages: {', '.join(graph)})")
+    return select_stages(graph, stages, models, family_groups(root))
 
 
 @contextmanager

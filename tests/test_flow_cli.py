@@ -59,6 +59,21 @@ def test_an_unknown_stage_is_named_with_the_valid_ones():
         select_stages(GRAPH, ["trian"])
 
 
+@pytest.mark.parametrize("gpu_stages, refused", [(["train"], False), (["train@detector"], False),
+                                                  (["trian"], True)])
+def test_stages_for_the_gpu_pool_must_be_stages_of_dvc_yaml(gpu_stages, refused):
+    from flows.pipeline import chosen_stages
+
+    cfg = load_config(ROOT / "params.yaml")
+    routed = cfg.model_copy(update={"orchestration": cfg.orchestration.model_copy(
+        update={"gpu_work_pool": "visionflow-gpu", "gpu_stages": gpu_stages})})
+    if refused:
+        with pytest.raises(ConfigError, match=r"orchestration.gpu_stages: trian: not a stage of dvc.yaml"):
+            chosen_stages(ROOT, routed, None, None)
+    else:
+        assert "train@detector" in chosen_stages(ROOT, routed, None, None)
+
+
 def test_a_model_without_stages_is_refused():
     with pytest.raises(ValueError, match=r"no stage of dvc.yaml is classifier's \(a family's stages: "
                                          r"evaluate@<family>, train@<family>\)"):
