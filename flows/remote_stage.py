@@ -11,7 +11,7 @@ sides read the same result storage (one machine's by default; an object store ot
 
 Deploy it from the worker's clone, then start the worker there::
 
-    prefect deploy flows/remote_stage.py:remote_stage --name visionflow-gpu --pool visionflow-gpu
+    prefect --no-prompt deploy flows/remote_stage.py:remote_stage --name visionflow-gpu --pool visionflow-gpu
     prefect worker start --pool visionflow-gpu
 """
 
