@@ -40,10 +40,11 @@ def run(cfg: Config, model: str) -> None:
     with stage_run(stage, cfg.tracking.experiment, params, {**tags, **lineage_tags(cfg, model, tags)},
                    system_metrics=True) as tracked:
         log_splits(dataset, tags, ("train", "valid"))
-        resume = ResumeState(CHECKPOINT_DIR / model, tags["dvc.inputs_hash"])  # a killed run's, if any
+        checkpoints = CHECKPOINT_DIR / model
+        resume = ResumeState(checkpoints, tags["dvc.inputs_hash"])  # a killed run's, if any
         resume.attach_run(tracked.info.run_id)
         take_over(resume.previous_run_id, resume.history())
-        trained = fit_family(cfg, model, meta, tags["dvc.inputs_hash"],
+        trained = fit_family(cfg, model, meta, tags["dvc.inputs_hash"], checkpoint_dir=checkpoints,
                              callbacks_for_phase=lambda phase: [keras_callback(phase)])
         card = ModelCard(model, meta["classes"], meta["category_ids"],
                          cfg.backbone.name, meta["image_size"], meta["resize"])
@@ -57,7 +58,7 @@ def run(cfg: Config, model: str) -> None:
         except TRACKING_ERRORS as e:  # the model is safe in the stage's outputs; log it when the server is back
             print(f"warning: MLflow did not take the trained model ({type(e).__name__}); it is in "
                   f"{model_file(model)}: `visionflow log-model {model}` logs it later", file=sys.stderr)
-        shutil.rmtree(CHECKPOINT_DIR / model, ignore_errors=True)
+        shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 if __name__ == "__main__":

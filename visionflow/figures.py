@@ -78,8 +78,8 @@ def history_figure(history: list[dict], title: str, finetune_from: int | None = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = sorted({k for row in history for k in row} - {"epoch", "learning_rate"} - {k for row in history for k in row
-                                                                                       if k.startswith("val_")})
+    keys = {k for row in history for k in row} - {"epoch", "learning_rate"}
+    names = sorted(k for k in keys if not k.startswith("val_"))
     columns = min(3, max(1, len(names)))
     rows = max(1, -(-len(names) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
