@@ -45,7 +45,10 @@ def _transient(task, task_run, state) -> bool:
     return not (isinstance(error, StageFailed) and not error.transient)
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient, task_run_name="dvc repro {stage}")
+RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": _transient}
+
+
+@task(**RETRIES, task_run_name="dvc repro {stage}")
 def dvc_stage(stage: str, root: str, env: dict[str, str], force: bool = False) -> dict:
     """``env``: what the stage's run needs to know of this one (the parent run, the flow run), passed explicitly."""
     logger = get_run_logger()
@@ -55,9 +58,13 @@ def dvc_stage(stage: str, root: str, env: dict[str, str], force: bool = False) -
     return {"stage": stage, "ran": result.ran}
 
 
-@task(task_run_name="dvc repro {stage} on pool {pool}")
+@task(**RETRIES, task_run_name="dvc repro {stage} on pool {pool}")
 def remote_dvc_stage(stage: str, root: str, env: dict[str, str], pool: str) -> dict:
-    """The stage on a worker of ``pool``, if DVC finds it out of date; its outputs and lock entry brought back."""
+    """The stage on a worker of ``pool``, if DVC finds it out of date; its outputs and lock entry brought back.
+
+    Retried as a local stage is: a crashed or cancelled worker run, or an unreachable remote, is
+    transient; bad input, or a result this machine cannot read, is not.
+    """
     logger, here = get_run_logger(), Path(root)
     if not outdated_stages(here, [stage]):
         logger.info("%s: unchanged, skipped", stage)
@@ -69,8 +76,7 @@ def remote_dvc_stage(stage: str, root: str, env: dict[str, str], pool: str) -> d
               "env": {**env, "MLFLOW_TRACKING_URI": tracking_uri(here)}}
     run = run_deployment(f"remote_stage/{pool}", parameters=params, timeout=None)
     if not run.state.is_completed():
-        raise StageFailed(stage, f"flow run {run.name} on pool {pool} ended {run.state.name}: {run.state.message}",
-                          user_error=False)
+        raise _worker_failure(stage, pool, run)
     try:
         answer = run.state.result()
     except Exception as e:  # e.g. a result stored where this machine cannot read it
@@ -81,6 +87,18 @@ def remote_dvc_stage(stage: str, root: str, env: dict[str, str], pool: str) -> d
     logger.info("%s: %s on %s (%s)", stage, "ran" if answer["ran"] else "unchanged", answer["worker"]["host"],
                 answer["worker"]["root"])
     return {"stage": stage, "ran": answer["ran"], "worker": answer["worker"]}
+
+
+def _worker_failure(stage: str, pool: str, run) -> StageFailed:
+    """The stage's own failure, as the worker raised it (bad input stays bad input); else a crash, transient."""
+    try:
+        error = run.state.result(raise_on_failure=False)
+    except Exception:  # no persisted result: a crashed or cancelled run
+        error = None
+    if isinstance(error, StageFailed):
+        return error
+    return StageFailed(stage, f"flow run {run.name} on pool {pool} ended {run.state.name}: {run.state.message}",
+                       user_error=False)
 
 
 def run_stage(stage: str, root: Path, env: dict[str, str], cfg: Config) -> dict:

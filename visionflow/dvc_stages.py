@@ -26,6 +26,9 @@ class StageFailed(RuntimeError):
         self.stage, self.output, self.user_error, self.busy = stage, output, user_error, busy
         super().__init__(f"stage {stage!r} failed:\n{output.strip()[-4000:]}")
 
+    def __reduce__(self):  # unpickled as it was raised: a worker's failure keeps its kind across machines
+        return StageFailed, (self.stage, self.output, self.user_error, self.busy)
+
     @property
     def transient(self) -> bool:
         return not (self.user_error or self.busy)

@@ -20,11 +20,11 @@ import yaml
 
 from tests.project import ROOT, run, tool_env
 from tests.servers import free_port, stop, wait_until_up
-from tests.stub_project import CONTROL_DIR, make_stub_project, out_path, set_param, stage_starts
+from tests.stub_project import CONTROL_DIR, fail_next_run, make_stub_project, out_path, set_param, stage_starts
 
 pytestmark = pytest.mark.e2e
 
-GRAPH = {"ingest": ([], ["ingest.source"]), "train": (["ingest"], []), "evaluate": (["ingest", "train"], [])}
+GRAPH = {"ingest": ([], ["ingest.source"]), "train": (["ingest"], ["train.localizer.batch_size"]), "evaluate": (["ingest", "train"], [])}
 METRICS = {"train": "metrics/train.json", "evaluate": "metrics/localizer/test.json"}
 POOL = "gpu-test"
 
@@ -53,8 +53,14 @@ def prefect(env, cwd, *args) -> str:
     return proc.stdout
 
 
+def pipeline(main, env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=main, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
 @pytest.fixture(scope="module")
-def routed(tmp_path_factory, prefect_env):
+def clones(tmp_path_factory, prefect_env):
+    """The project, a second clone of it serving the pool through a running worker, and the DVC remote between."""
     base = tmp_path_factory.mktemp("gpu_routing")
     main, worker_clone, store = base / "main", base / "worker", base / "dvc-remote"
     make_stub_project(main, GRAPH, METRICS)
@@ -78,19 +84,34 @@ def routed(tmp_path_factory, prefect_env):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     set_param(main, "orchestration.gpu_work_pool", POOL)
     try:
-        first = subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=main, env=prefect_env,
-                               capture_output=True, text=True, timeout=600)
-        second = subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=main, env=prefect_env,
-                                capture_output=True, text=True, timeout=600)
+        yield dict(main=main, worker=worker_clone, store=store)
     finally:
         stop(worker)
-    return dict(main=main, worker=worker_clone, store=store, first=first, second=second)
+
+
+@pytest.fixture(scope="module")
+def routed(clones, prefect_env):
+    """Two pipeline runs; the worker's first try at ``train`` fails as a crash would (exit 1): a retry."""
+    fail_next_run(clones["worker"], "train", 1)
+    first = pipeline(clones["main"], prefect_env)
+    starts = {"main": stage_starts(clones["main"]), "worker": stage_starts(clones["worker"])}
+    second = pipeline(clones["main"], prefect_env)
+    return dict(clones, first=first, first_starts=starts, second=second)
+
+
+@pytest.fixture(scope="module")
+def bad_input(routed, prefect_env):
+    """After those, ``train`` out of date again, and the worker finds its input bad (exit 2): no retry."""
+    before = stage_starts(routed["worker"])
+    set_param(routed["main"], "train.localizer.batch_size", 16)
+    fail_next_run(routed["worker"], "train", 2)
+    return dict(result=pipeline(routed["main"], prefect_env), starts=stage_starts(routed["worker"])[len(before):])
 
 
 def test_the_training_stage_ran_in_the_workers_clone_and_nothing_else_did(routed):
     assert routed["first"].returncode == 0, routed["first"].stderr[-3000:]
-    assert stage_starts(routed["worker"]) == ["train"]
-    assert stage_starts(routed["main"]) == ["ingest", "evaluate"]
+    assert routed["first_starts"]["worker"] == ["train", "train"]  # failed once on the worker, retried there
+    assert routed["first_starts"]["main"] == ["ingest", "evaluate"]
     summary = json.loads(routed["first"].stdout)
     (train,) = [s for s in summary["stages"] if s["stage"] == "train"]
     assert train["ran"] and train["worker"]["root"] == str(routed["worker"].resolve())
@@ -102,8 +123,7 @@ def test_its_outputs_came_back_through_the_remote_and_the_lock_records_them(rout
     main, worker = routed["main"], routed["worker"]
     assert (main / out_path("train")).read_bytes() == (worker / out_path("train")).read_bytes()
     assert (main / METRICS["train"]).read_bytes() == (worker / METRICS["train"]).read_bytes()
-    lock = run(["dvc", "status", "--json"], main).stdout
-    assert json.loads(lock) == {}  # dvc.lock records train as the worker ran it: nothing out of date here
+    assert json.loads(run(["dvc", "status", "--json"], main).stdout) == {}  # dvc.lock records train as the worker ran it: nothing out of date here
     entry = [o for o in yaml.safe_load((main / "dvc.lock").read_text())["stages"]["train"]["outs"]
              if o["path"] == out_path("train")][0]
     pushed = routed["store"] / "files" / "md5" / entry["md5"][:2] / entry["md5"][2:]
@@ -123,5 +143,11 @@ def test_the_workers_run_is_a_child_of_the_pipelines_run(routed):
 
 def test_a_second_run_sends_nothing_to_the_pool(routed):
     assert routed["second"].returncode == 0, routed["second"].stderr[-3000:]
-    assert stage_starts(routed["worker"]) == ["train"]
+    assert stage_starts(routed["worker"]) == ["train", "train"]
     assert not any(s["ran"] for s in json.loads(routed["second"].stdout)["stages"])
+
+
+def test_bad_input_on_the_worker_fails_the_pipeline_without_a_retry(bad_input):
+    assert bad_input["result"].returncode != 0
+    assert bad_input["starts"] == ["train"]  # once, not three times
+    assert "stage 'train' failed" in bad_input["result"].stderr
