@@ -65,6 +65,15 @@ def test_the_chapters_preset_gives_a_valid_params_yaml_and_applies_twice_the_sam
     assert (project / "params.yaml").read_text() == once
 
 
+def test_the_randomised_preset_mixes_every_background_kind_into_every_synthetic_dataset(project):
+    cfg = apply_preset("randomised", project / "params.yaml")
+    for name in ("shapes", "scenes"):
+        synthetic = cfg.dataset(name).ingest.source_options()
+        assert all(weight > 0 for weight in synthetic["backgrounds"].values()), name
+        assert (synthetic["noise_std"], synthetic["jpeg_quality"]) == ([1, 25], [50, 95])
+    assert cfg.dataset("scenes").ingest.source_options()["max_objects"] == 8  # the detector's scenes stay scenes
+
+
 @pytest.mark.parametrize("text, message", [
     ("train:\n  classifier:\n    frozen:\n      decay: 0.1\n",
      "params.yaml with preset bad: train.classifier.frozen: decay: only schedule inverse_time reads it"),
@@ -84,5 +93,5 @@ def test_a_bad_preset_changes_nothing_and_says_why_in_one_line(project, capsys, 
 
 
 def test_an_unknown_preset_lists_the_ones_there(project):
-    with pytest.raises(ConfigError, match=r"nope.yaml: no such preset \(presets: tf_flowers\)"):
+    with pytest.raises(ConfigError, match=r"nope.yaml: no such preset \(presets: randomised, tf_flowers\)"):
         apply_preset("nope", project / "params.yaml")
