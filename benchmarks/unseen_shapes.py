@@ -15,7 +15,7 @@ ingest and preprocess functions (resize to the model's input, JPEG, window) and 
 ``tf.data`` pipeline as (a), so the three differ only in how the shapes were drawn.
 
     python benchmarks/unseen_shapes.py [--model models/localizer/model.keras] [--images 500]
-                                       [--processed data/shapes/processed] [--image-size PX] [--shape-size MIN MAX]
+                                       [--processed data/shapes_mixed/processed] [--image-size PX] [--shape-size MIN MAX]
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("models/localizer/model.keras"))
     parser.add_argument("--images", type=int, default=500, help="independent images per background kind")
-    parser.add_argument("--processed", type=Path, default=Path("data/shapes/processed"),
-                        help="the processed data the model was trained on: its test split is the baseline")
+    parser.add_argument("--processed", type=Path, help="the processed data the model was trained on: its test "
+                        "split is the baseline (default: that of params.yaml's train.localizer.dataset)")
     parser.add_argument("--image-size", type=int, help="side of the independent images, px (default: the "
                         "synthetic source's in params.yaml, else 128)")
     parser.add_argument("--shape-size", type=float, nargs=2, metavar=("MIN", "MAX"),
@@ -171,11 +171,11 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg, meta, model, family, preprocess_input = load_scoring(args.model, args.processed)
+    cfg, processed, meta, model, family, preprocess_input = load_scoring(args.model, args.processed)
     image_size, shape_size = drawn_sizes(cfg, args.image_size, args.shape_size)
     print(f"independent images: {args.images} a background, {image_size} px, shapes {shape_size[0]:g}-"
           f"{shape_size[1]:g} px, resized to the model's input as the project's images are")
-    results = {"(a) own test split": (predict_split(model, family, args.processed, "test", preprocess_input,
+    results = {"(a) own test split": (predict_split(model, family, processed, "test", preprocess_input,
                                                     args.batch_size), None)}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, background) in enumerate((("(b) independent, gradients", "gradient"),
@@ -187,22 +187,26 @@ def main() -> None:
     report(results)
 
 
-def load_scoring(model_path: Path, processed: Path):
-    """``(config, processed meta, saved model, family, preprocess_input)``: the saved localizer reads raw pixels."""
+def load_scoring(model_path: Path, processed: Path | None):
+    """``(config, processed folder, its meta, saved model, family, preprocess_input)``: the saved localizer reads
+    raw pixels."""
 
     from visionflow.config import load_config
     from visionflow.data.tfrecords import read_meta
+    from visionflow.layout import processed_dir
     from visionflow.models.fit import family_for
     from visionflow.models.saved import load_saved_model
 
-    cfg, meta = load_config(), read_meta(processed)
+    cfg = load_config()
+    processed = processed or processed_dir(cfg.family_config("localizer").dataset)
+    meta = read_meta(processed)
     model = load_saved_model(model_path)
     size = int(model.inputs[0].shape[1])
     if size != meta["image_size"]:
         raise SystemExit(f"{model_path} reads {size} px images but {processed} holds {meta['image_size']} px ones")
     print(f"{model_path}: {size} px input, {cfg.backbone.name}, {meta.get('resize', 'stretch')} resize, "
           f"classes {', '.join(meta['classes'])}")
-    return cfg, meta, model, family_for(cfg, "localizer", meta["classes"]), lambda x: x
+    return cfg, processed, meta, model, family_for(cfg, "localizer", meta["classes"]), lambda x: x
 
 
 def drawn_sizes(cfg, image_size: int | None, shape_size: tuple[float, float] | None):

@@ -17,10 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = {
     "ingest": {"synthetic": {"num_images": 80, "image_size": 64, "min_object_size": 10, "max_object_size": 32}},
     "preprocess": {"image_size": 64, "num_shards": 2},
-    "datasets": {"scenes": {"ingest": {"synthetic": {"num_images": 80, "max_object_size": 32}}}},
+    # two data paths, not three: the localizer trains on shapes, as the classifier does
+    "datasets": {"shapes_mixed": None, "scenes": {"ingest": {"synthetic": {"num_images": 80, "max_object_size": 32}}}},
     "backbone": {"name": "mobilenet_v2", "width": 0.35, "init": "none",  # pretraining: tests/test_pretrain.py
                  "pretrain": {"epochs": 1, "batch_size": 16}},
-    "train": {"localizer": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}},
+    "train": {"localizer": {"dataset": "shapes", "batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}},
               "classifier": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}},
               "detector": {"batch_size": 16, "frozen": {"epochs": 1}, "finetune": {"epochs": 1}, "input_sizes": [64],
                            "neck_channels": 16}},
@@ -30,8 +31,11 @@ TINY_PARAMS = {
 
 
 def deep_update(base: dict, changes: dict) -> dict:
+    """``changes`` merged into ``base`` key by key; ``None`` in place of a mapping deletes it."""
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        if value is None and isinstance(base.get(key), dict):
+            del base[key]
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
             deep_update(base[key], value)
         else:
             base[key] = value

@@ -137,7 +137,8 @@ def shapes_dataset(root: Path, n: int = 64) -> Path:
 
 
 CONFIG = {"backbone": {"name": "tiny", "width": 1.0},
-          "train": {"localizer": {"batch_size": 8, "class_head": "avg", "box_head": "pooled", "class_gradient": 1.0,
+          "train": {"localizer": {"dataset": "shapes", "batch_size": 8, "class_head": "avg", "box_head": "pooled",
+                                  "class_gradient": 1.0,
                                   "augment": {"enabled": False}, "frozen": {"epochs": 1, "learning_rate": 0.01},
                                   "finetune": {"epochs": 2, "learning_rate": 0.01}}}}
 

@@ -27,4 +27,5 @@ def test_a_dep_removed_on_purpose_is_named_with_its_stage(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     run(["dvc", "init", "--no-scm", "-q"], tmp_path)
     assert sorted(uncovered(ROOT, dvc_stages(tmp_path))) == [("split@scenes", "visionflow/io.py"),
-                                                             ("split@shapes", "visionflow/io.py")]
+                                                             ("split@shapes", "visionflow/io.py"),
+                                                             ("split@shapes_mixed", "visionflow/io.py")]

@@ -39,7 +39,7 @@ def test_null_deletes_a_mapping_merges_and_anything_else_replaces(project):
           group_key: null
         """)
     cfg = apply_preset("small", project / "params.yaml")
-    assert list(cfg.datasets) == ["shapes"] and cfg.models == ["localizer", "classifier"]
+    assert list(cfg.datasets) == ["shapes", "shapes_mixed"] and cfg.models == ["localizer", "classifier"]
     localizer = cfg.family_config("localizer")
     assert localizer.frozen.epochs == 3 and localizer.frozen.learning_rate == 0.003  # merged, not replaced
     assert localizer.class_head == "avg" and cfg.split.group_key is None
@@ -48,7 +48,7 @@ def test_null_deletes_a_mapping_merges_and_anything_else_replaces(project):
     assert "      epochs: 3        # the preset's own note\n" in text
     assert "  class_head: avg          # avg (Géron) | max | attention" in text  # params.yaml's note stays
     assert text.startswith("# One section per stage")  # and its header
-    assert "(localizer, classifier)\n\nbackbone:" in text  # the blank lines after a deleted last entry stay
+    assert "jpeg_quality: [50, 95]\n\nbackbone:" in text  # the blank lines after a deleted last entry stay
     assert "    top_k: 3                 # the top-k accuracy reported\n\ncompute:" in text
 
 

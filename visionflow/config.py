@@ -303,7 +303,12 @@ class DatasetConfig(Section):
 
 
 DEFAULT_DATASETS = {
-    "shapes": DatasetOverrides(),  # one shape an image: the localizer's and the classifier's
+    "shapes": DatasetOverrides(),  # one shape an image: the classifier's, and the backbone's pretraining
+    # the localizer's: the same, with a third of the images on textures and photographs, among distractors
+    "shapes_mixed": DatasetOverrides(ingest={"synthetic": {
+        "outline": 0.1, "backgrounds": {"flat": 0.15, "gradient": 0.55, "texture": 0.1, "photo": 0.2},
+        "distractors": [0, 1], "clutter_strokes": [0, 4], "blur": 0.1, "noise_std": [1, 25], "noise_skew": 3.0,
+        "jpeg_quality": [50, 95]}}),
     "scenes": DatasetOverrides(ingest={"synthetic": {  # the detector's: 1-8 shapes, 10 px to half the image
         "num_images": 2000, "min_objects": 1, "max_objects": 8, "min_object_size": 10, "max_object_size": 64,
         "max_overlap_iou": 0.5}}),

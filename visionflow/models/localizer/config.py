@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from visionflow.config import Section, TrainConfig
+from visionflow.config import PhaseConfig, Section, TrainConfig
 from visionflow.registry import Registry, RegistryError
 
 _HEADS = "visionflow.models.localizer.heads"
@@ -28,6 +28,10 @@ class LossWeights(Section):
 
 
 class LocalizerConfig(TrainConfig):
+    # photographs and textures among the shapes: unseen images (benchmarks/unseen_shapes.py) need them, and the
+    # 18 more epochs they take (README: "Data the model has not seen")
+    dataset: str = "shapes_mixed"
+    finetune: PhaseConfig = PhaseConfig(epochs=40, learning_rate=0.001, warmup_epochs=2, schedule="cosine")
     class_head: str = "attention"  # avg (Géron) | max | attention (read where the box head looks)
     box_head: str = "attention"  # pooled (Géron) | flatten | attention (soft argmax over the 1/16 map)
     # the share of the class loss's gradient that reaches the backbone layers the box head reads too
