@@ -136,7 +136,8 @@ def test_a_dataset_is_the_data_sections_with_its_overrides_merged_key_by_key():
     assert (options["min_objects"], options["max_objects"]) == (1, 8)  # overridden
     assert options["noise_std"] == cfg.ingest.source_options()["noise_std"]  # a sibling key kept
     assert scenes.split == cfg.split and scenes.anchors == cfg.anchors
-    with pytest.raises(ConfigError, match=r"^params.yaml: datasets.nope: no such dataset \(datasets: shapes, shapes_mixed, scenes\)$"):
+    with pytest.raises(ConfigError, match=r"^params.yaml: datasets.nope: no such dataset "
+                                          r"\(datasets: shapes, shapes_mixed, scenes\)$"):
         cfg.dataset("nope")
 
 

@@ -24,7 +24,8 @@ from tests.stub_project import CONTROL_DIR, fail_next_run, make_stub_project, ou
 
 pytestmark = pytest.mark.e2e
 
-GRAPH = {"ingest": ([], ["ingest.source"]), "train": (["ingest"], ["train.localizer.batch_size"]), "evaluate": (["ingest", "train"], [])}
+GRAPH = {"ingest": ([], ["ingest.source"]), "train": (["ingest"], ["train.localizer.batch_size"]),
+         "evaluate": (["ingest", "train"], [])}
 METRICS = {"train": "metrics/train.json", "evaluate": "metrics/localizer/test.json"}
 POOL = "gpu-test"
 
@@ -123,7 +124,8 @@ def test_its_outputs_came_back_through_the_remote_and_the_lock_records_them(rout
     main, worker = routed["main"], routed["worker"]
     assert (main / out_path("train")).read_bytes() == (worker / out_path("train")).read_bytes()
     assert (main / METRICS["train"]).read_bytes() == (worker / METRICS["train"]).read_bytes()
-    assert json.loads(run(["dvc", "status", "--json"], main).stdout) == {}  # dvc.lock records train as the worker ran it: nothing out of date here
+    # dvc.lock records train as the worker ran it: nothing out of date here
+    assert json.loads(run(["dvc", "status", "--json"], main).stdout) == {}
     entry = [o for o in yaml.safe_load((main / "dvc.lock").read_text())["stages"]["train"]["outs"]
              if o["path"] == out_path("train")][0]
     pushed = routed["store"] / "files" / "md5" / entry["md5"][:2] / entry["md5"][2:]
